@@ -1,0 +1,134 @@
+"""Every difference between the supported TensorFlow/Keras versions, in one place.
+
+TF 2.13-2.15 bring Keras 2; TF 2.16-2.21 bring Keras 3, unless `TF_USE_LEGACY_KERAS=1` asks for
+`tf_keras` (Keras 2) instead. The rest of the package imports `keras` from here and never asks
+which one it got.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+
+import tensorflow as tf
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", version)[:3])
+
+
+TF_VERSION: str = tf.__version__
+TF_VERSION_TUPLE = version_tuple(TF_VERSION)
+
+
+def _legacy_keras_requested() -> bool:
+    # TF <= 2.15 ships Keras 2 as `keras` already; the flag only matters from 2.16 on.
+    flag = os.environ.get("TF_USE_LEGACY_KERAS", "").strip().lower() in ("1", "true", "yes")
+    return flag and TF_VERSION_TUPLE >= (2, 16)
+
+
+if _legacy_keras_requested():
+    import tf_keras as keras  # noqa: F401  (re-exported)
+else:
+    import keras  # noqa: F401  (re-exported)
+
+IS_KERAS3: bool = hasattr(keras, "ops")
+KERAS_VERSION: str = keras.__version__
+
+register_serializable = keras.saving.register_keras_serializable
+
+
+def policy(name: str):
+    """A Keras dtype policy object for `name`, valid as a layer's `dtype=` on Keras 2 and 3."""
+    return keras.mixed_precision.Policy(name)
+
+
+def policy_name(p) -> str:
+    return p.name
+
+
+def global_policy_name() -> str:
+    return keras.mixed_precision.global_policy().name
+
+
+def batch_norm(*, axis: int, momentum: float, epsilon: float, dtype, name: str):
+    """BatchNormalization over `axis`.
+
+    Keras 2 lowers BN to FusedBatchNormV3; in NCHW, Grappler's remapper then fuses
+    Conv2D + FusedBatchNormV3 + ReLU into a CPU kernel about 12x slower than the NHWC one.
+    The unfused form computes the same function with ordinary ops that the remapper leaves alone.
+    Keras 3 has no `fused` argument and never emits FusedBatchNormV3.
+    """
+    kwargs = dict(axis=axis, momentum=momentum, epsilon=epsilon, dtype=dtype, name=name)
+    if not IS_KERAS3 and axis == 1:
+        kwargs["fused"] = False
+    return keras.layers.BatchNormalization(**kwargs)
+
+
+def child_layers(layer) -> list:
+    """The layers directly held by `layer` (in a model: its layers; in a block: its sublayers)."""
+    return list(layer._flatten_layers(include_self=False, recursive=False))
+
+
+def cpu_model_name() -> str:
+    """The CPU's marketing name, e.g. 'AMD EPYC 9R14', or the best the platform says."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def onednn_setting() -> str:
+    """How TF_ENABLE_ONEDNN_OPTS is set: "on", "off", or "default".
+
+    With the default, TF turns oneDNN on only on x86 CPUs with AVX512_VNNI, AVX512_BF16, AVX-VNNI
+    or AMX; elsewhere (an AVX2-only EPYC, say) its CPU kernels are TF's own, which lack NCHW.
+    """
+    flag = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
+    if flag is None or not flag.strip():
+        return "default"
+    return "off" if flag.strip().lower() in ("0", "false", "no") else "on"
+
+
+def per_instance_function(fn, **tf_function_kwargs):
+    """`tf.function(fn)` meant to be created once per layer instance.
+
+    TF counts retraces by the Python code object, so N instances of one layer, each tracing once,
+    look like one function retracing N times and trigger a misleading warning; the flag that
+    TF's own SavedModel loader sets for the same situation silences it.
+    """
+    compiled = tf.function(fn, **tf_function_kwargs)
+    if hasattr(compiled, "_omit_frequent_tracing_warning"):
+        compiled._omit_frequent_tracing_warning = True
+    return compiled
+
+
+if IS_KERAS3:
+
+    @register_serializable(package="blocks")
+    class ChannelsFirstConv2D(keras.layers.Conv2D):
+        """Conv2D whose channels_first bias add names its layout.
+
+        Keras 3's TensorFlow backend turns `ops.add(x, bias reshaped to (1, C, 1, 1))` into
+        `tf.nn.bias_add(x, bias, "NHWC")` whenever the last axis of `x` (the width, in NCHW) also
+        equals C: the bias then lands on the width axis. Seen with Keras 3.15 on TF 2.21.
+        """
+
+        def call(self, inputs):
+            if not self.use_bias:
+                return super().call(inputs)
+            outputs = self.convolution_op(inputs, self.kernel)
+            outputs = tf.nn.bias_add(outputs, tf.cast(self.bias, outputs.dtype), data_format="NCHW")
+            return self.activation(outputs)
+
+
+def conv2d(**kwargs):
+    """`keras.layers.Conv2D(**kwargs)`, or the workaround above where Keras 3 needs it."""
+    if IS_KERAS3 and kwargs.get("data_format") == "channels_first":
+        return ChannelsFirstConv2D(**kwargs)
+    return keras.layers.Conv2D(**kwargs)

@@ -1,0 +1,52 @@
+"""`xla`: the subclassed BasicBlock with its forward pass compiled by XLA, one cluster per block.
+
+`tf.function(jit_compile=True)` on the block's call lets XLA fuse conv + bias + BN + ReLU + add
+inside a block and pick its own CPU/GPU kernels; the model around the blocks stays a normal
+graph, so the stem, head and training loop are untouched.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from blocks import _compat
+from blocks.registry import Variant, register
+from blocks.variants.subclassed import BasicBlock
+
+
+@_compat.register_serializable(package="blocks")
+class XLABasicBlock(BasicBlock):
+    """`BasicBlock` whose forward pass (and its gradient) runs as one XLA cluster."""
+
+    def build(self, input_shape):
+        super().build(input_shape)
+
+        def forward(inputs, training):
+            return BasicBlock.call(self, inputs, training=training)
+
+        # One compiled function per block (each block its own XLA cluster, traced once per
+        # `training` value), kept out of Keras attribute tracking and serialization.
+        # autograph off: the body has no tensor-dependent Python control flow to convert.
+        compiled = _compat.per_instance_function(forward, jit_compile=True, autograph=False)
+        object.__setattr__(self, "_compiled_call", compiled)
+
+    def call(self, inputs, training=None):
+        # `training` is part of the trace key; a Python bool keeps it to two traces.
+        static = tf.get_static_value(training) if tf.is_tensor(training) else training
+        if static is None and tf.is_tensor(training):
+            raise ValueError(
+                "XLABasicBlock needs a Python bool (or a constant) for `training`; "
+                f"Received: training={training!r}"
+            )
+        return self._compiled_call(inputs, bool(static))
+
+
+register(
+    Variant(
+        name="xla",
+        block=XLABasicBlock,
+        model="subclassed",
+        summary="subclassed block whose forward pass is tf.function(jit_compile=True), one XLA cluster per block",
+        wins="GPUs (fusion of BN/ReLU/add into the conv epilogue); small batches where op overhead dominates",
+    )
+)

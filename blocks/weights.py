@@ -1,0 +1,239 @@
+"""Portable weights: one dict of NumPy arrays, the same keys in every variant.
+
+Keys name the canonical layer path and the parameter: `stem.conv.kernel`, `layer2.0.bn1.gamma`,
+`layer2.0.downsample.conv.bias`, `fc.kernel`, ... Conv kernels are HWIO and the dense kernel is
+(in, out) whatever the variant's layout. A model's keys come from walking its layers, so a
+variant needs no weight code as long as its leaf layers carry the shared names.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Mapping
+
+import numpy as np
+
+from blocks._compat import child_layers, keras
+
+# Keras attribute of each parameter, by leaf layer type; the canonical suffix is the attribute name.
+_LEAF_PARAMS = (
+    (keras.layers.Conv2D, ("kernel", "bias")),
+    (keras.layers.BatchNormalization, ("gamma", "beta", "moving_mean", "moving_variance")),
+    (keras.layers.Dense, ("kernel", "bias")),
+)
+
+
+def _leaf_variables(layer):
+    """{suffix: variable} for a leaf layer, or None for a layer to descend into."""
+    own = getattr(layer, "canonical_variables", None)
+    if callable(own):
+        return own()
+    for cls, params in _LEAF_PARAMS:
+        if isinstance(layer, cls):
+            return {p: getattr(layer, p) for p in params if getattr(layer, p, None) is not None}
+    return None
+
+
+def canonical_variables(model) -> dict:
+    """{canonical key: variable} for every parameter and BN statistic of a built model."""
+    found: dict = {}
+
+    def walk(layer, prefix):
+        for child in child_layers(layer):
+            path = prefix + child.name
+            leaf = _leaf_variables(child)
+            if leaf is None:
+                if child.weights and not child_layers(child):
+                    raise TypeError(
+                        f"Layer {path!r} ({type(child).__name__}) holds weights but has no "
+                        "canonical names: give it a `canonical_variables()` method."
+                    )
+                walk(child, path + ".")
+                continue
+            for suffix, variable in leaf.items():
+                key = f"{path}.{suffix}"
+                if key in found:
+                    raise ValueError(f"Two parameters of {model.name!r} map to the key {key!r}.")
+                found[key] = variable
+
+    walk(model, "")
+    if not found:
+        raise ValueError(
+            f"Model {model.name!r} has no weights to export or import; build it first "
+            "(blocks.resnet18 returns built models)."
+        )
+    return found
+
+
+def _read(variable) -> np.ndarray:
+    return np.array(variable.numpy())
+
+
+def export_weights(model) -> dict:
+    """{canonical key: numpy array} of every parameter and BN statistic, copied."""
+    return {key: _read(v) for key, v in canonical_variables(model).items()}
+
+
+def _numpy_dtype(variable) -> np.dtype:
+    import tensorflow as tf
+
+    return np.dtype(tf.as_dtype(variable.dtype).as_numpy_dtype)
+
+
+def _describe(keys, limit=8) -> str:
+    keys = sorted(keys)
+    shown = ", ".join(repr(k) for k in keys[:limit])
+    return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
+
+
+def import_weights(model, weights) -> None:
+    """Assign `weights` (canonical key -> array) to `model`, all or nothing.
+
+    Every key, shape and dtype is checked before anything is assigned; if an assignment fails
+    anyway, the values it replaced are put back.
+
+    Raises:
+        ValueError: a missing, extra, misshaped, non-float or non-finite entry, named.
+    """
+    if not isinstance(weights, Mapping):
+        raise ValueError(
+            "Invalid weights. Expected a mapping of canonical keys to arrays (as from "
+            f"blocks.export_weights); Received: weights of type {type(weights).__name__}"
+        )
+    targets = canonical_variables(model)
+    missing = set(targets) - set(weights)
+    extra = set(weights) - set(targets)
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing keys: {_describe(missing)}")
+        if extra:
+            parts.append(f"unexpected keys: {_describe(extra)}")
+        raise ValueError(
+            f"Weights do not fit model {model.name!r}: {'; '.join(parts)}. "
+            f"The model expects {len(targets)} keys such as {next(iter(targets))!r}. "
+            "Nothing was assigned."
+        )
+    staged = []
+    for key, variable in targets.items():
+        value = np.asarray(weights[key])
+        expected = tuple(variable.shape)
+        if value.shape != expected:
+            raise ValueError(
+                f"Weight {key!r} has the wrong shape: model {model.name!r} expects {expected}; "
+                f"Received: shape {value.shape}. Nothing was assigned."
+            )
+        if value.dtype.kind != "f":
+            raise ValueError(
+                f"Weight {key!r} must be a floating-point array; Received: dtype {value.dtype}. "
+                "Nothing was assigned."
+            )
+        if not np.all(np.isfinite(value)):
+            raise ValueError(
+                f"Weight {key!r} holds NaN or infinite values. Nothing was assigned."
+            )
+        staged.append((variable, value.astype(_numpy_dtype(variable), copy=False)))
+    backup = [(variable, _read(variable)) for variable, _ in staged]
+    try:
+        for variable, value in staged:
+            variable.assign(value)
+    except BaseException:
+        for variable, value in backup:
+            variable.assign(value)
+        raise
+
+
+def _write_npz_atomic(path, arrays: dict) -> None:
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".npz.tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def save_weights(model, path) -> None:
+    """Write `export_weights(model)` to the `.npz` file `path`, atomically (temp file + rename)."""
+    _write_npz_atomic(path, export_weights(model))
+
+
+def read_weights(path) -> dict:
+    """{key: array} from a `.npz` weights file.
+
+    Raises:
+        FileNotFoundError: no file at `path`.
+        ValueError: the file is not a complete, pickle-free `.npz` archive.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No weights file at {path!r}.")
+    unreadable = (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError, zlib.error)
+    what = "an .npz archive of canonical keys to arrays, as written by blocks.save_weights"
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except unreadable as e:
+        raise ValueError(
+            f"Invalid weights file {path!r}: expected {what}; it may be truncated or of another "
+            f"format. Detail: {e}"
+        ) from e
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(
+            f"Invalid weights file {path!r}: it holds a single .npy array; expected {what}."
+        )
+    with archive:
+        arrays = {}
+        for key in archive.files:
+            try:
+                arrays[key] = archive[key]
+            except unreadable as e:
+                cause = (
+                    "is a pickled object array, which is never loaded (unpickling runs code)"
+                    if "allow_pickle" in str(e)
+                    else "cannot be read (truncated or damaged?)"
+                )
+                raise ValueError(
+                    f"Invalid weights file {path!r}: entry {key!r} {cause}; expected {what}. "
+                    f"Detail: {e}"
+                ) from e
+        return arrays
+
+
+def load_weights(model, path) -> None:
+    """`import_weights(model, <the .npz file at path>)`; the model is unchanged on any error."""
+    import_weights(model, read_weights(path))
+
+
+def initial_weights(model, seed: int) -> dict:
+    """Keras-default initial values for `model`'s keys, drawn from `seed` key by key.
+
+    Each key has its own stream (seeded by `seed` and the key), so the values do not depend on the
+    order in which a variant creates its layers: the same seed gives the same network everywhere.
+    Kernels are Glorot-uniform, biases and BN betas/means zero, BN gammas/variances one.
+    """
+    values = {}
+    for key, variable in canonical_variables(model).items():
+        shape = tuple(variable.shape)
+        suffix = key.rsplit(".", 1)[1]
+        if suffix == "kernel":
+            receptive = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+            fan_in, fan_out = shape[-2] * receptive, shape[-1] * receptive
+            limit = np.sqrt(6.0 / (fan_in + fan_out))
+            rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
+            values[key] = rng.uniform(-limit, limit, size=shape).astype(np.float32)
+        elif suffix in ("gamma", "moving_variance"):
+            values[key] = np.ones(shape, np.float32)
+        else:
+            values[key] = np.zeros(shape, np.float32)
+    return values

@@ -1,0 +1,272 @@
+"""ResNet18 from every variant: the architecture, agreement with the reference, Keras integration."""
+
+import functools
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import blocks
+from blocks._compat import keras
+from support import (
+    REFERENCE,
+    assert_close,
+    assert_dict_close,
+    images,
+    random_weights,
+    run,
+    skip_unless_runnable,
+    train_step,
+    zero_gradient_keys,
+)
+
+# Small inputs keep whole-network checks quick; the architecture is the same at any size.
+SHAPES = {"seed": (16, 16, 3), "imagenet": (64, 64, 3)}
+
+
+def trainable_params(model) -> int:
+    return int(sum(np.prod(v.shape) for v in model.trainable_weights))
+
+
+def expected_trainable_params(arch_name: str, num_classes: int, depth: int = 18) -> int:
+    """Parameter count written out from the architecture description, layer by layer."""
+    arch = blocks.ARCHS[arch_name]
+    b = arch.use_bias
+
+    def conv(k, cin, cout):
+        return k * k * cin * cout + (cout if b else 0)
+
+    def bn(c):
+        return 2 * c  # gamma and beta; moving statistics are not trainable
+
+    total = conv(arch.stem.kernel_size, 3, 64) + bn(64)
+    cin = 64
+    for filters, repeats, stride in blocks.STAGES[depth]:
+        for i in range(repeats):
+            s = stride if i == 0 else 1
+            total += conv(3, cin, filters) + bn(filters) + conv(3, filters, filters) + bn(filters)
+            if s != 1 or cin != filters:
+                total += conv(1, cin, filters) + (bn(filters) if arch.shortcut_bn else 0)
+            cin = filters
+    return total + 512 * num_classes + num_classes
+
+
+@functools.lru_cache(maxsize=None)
+def _default_model(variant_name, arch):
+    return blocks.resnet18(variant_name, arch=arch)
+
+
+def test_default_shapes_and_dtypes(variant, arch):
+    skip_unless_runnable(variant)
+    model = _default_model(variant.name, arch.name)
+    h, w, c = arch.input_shape
+    y = model(np.zeros((2, h, w, c), np.float32), training=False)
+    assert tuple(y.shape) == (2, arch.num_classes)
+    assert y.dtype == tf.float32
+    assert model.name == "resnet18"
+
+
+def test_parameter_counts(variant, arch):
+    skip_unless_runnable(variant)
+    model = _default_model(variant.name, arch.name)
+    assert trainable_params(model) == expected_trainable_params(arch.name, arch.num_classes)
+
+
+def test_imagenet_resnet18_has_the_published_parameter_count():
+    # He et al. / torchvision resnet18: 11,689,512 parameters (BN gamma/beta included).
+    assert expected_trainable_params("imagenet", 1000) == 11_689_512
+    assert trainable_params(_default_model(REFERENCE, "imagenet")) == 11_689_512
+
+
+def test_seed_architecture_matches_the_article():
+    """Stem conv 3x3 'valid' with bias, BN, ReLU, 2x2/1 'same' max pool; biased 1x1 shortcut, no BN."""
+    model = blocks.resnet18("functional")
+    layer = model.get_layer
+    stem = layer("stem.conv")
+    assert stem.kernel_size == (3, 3) and stem.strides == (1, 1) and stem.padding == "valid"
+    assert stem.use_bias
+    pool = layer("stem.pool")
+    assert pool.pool_size == (2, 2) and pool.strides == (1, 1) and pool.padding == "same"
+    assert layer("layer2.0.downsample.conv").use_bias
+    assert layer("layer2.0.downsample.conv").kernel_size == (1, 1)
+    names = {lyr.name for lyr in model.layers}
+    assert "layer2.0.downsample.bn" not in names
+    assert "layer1.0.downsample.conv" not in names  # stride 1, 64 -> 64: identity
+    bn = layer("stem.bn")
+    assert bn.momentum == pytest.approx(0.99) and bn.epsilon == pytest.approx(1e-3)
+    # 32x32: valid 3x3 stem -> 30, stages at 30, 15, 8, 4.
+    assert tuple(layer("layer1.1.relu2").output.shape) == (None, 30, 30, 64)
+    assert tuple(layer("layer4.1.relu2").output.shape) == (None, 4, 4, 512)
+
+
+def test_imagenet_architecture():
+    model = blocks.resnet18("functional", arch="imagenet")
+    layer = model.get_layer
+    stem = layer("stem.conv")
+    assert stem.kernel_size == (7, 7) and stem.strides == (2, 2) and not stem.use_bias
+    assert layer("stem.pool").pool_size == (3, 3) and layer("stem.pool").strides == (2, 2)
+    assert not layer("layer3.0.conv1").use_bias
+    assert isinstance(layer("layer3.0.downsample.bn"), keras.layers.BatchNormalization)
+    # 224 -> 112 (stem) -> 56 (pool) -> 56, 28, 14, 7.
+    assert tuple(layer("stem.conv").output.shape) == (None, 112, 112, 64)
+    assert tuple(layer("layer1.1.relu2").output.shape) == (None, 56, 56, 64)
+    assert tuple(layer("layer4.1.relu2").output.shape) == (None, 7, 7, 512)
+
+
+def test_resnet34_from_the_same_table():
+    model = blocks.resnet34("functional", input_shape=(16, 16, 3))
+    blocks_in_model = {".".join(lyr.name.split(".")[:2]) for lyr in model.layers if lyr.name.startswith("layer")}
+    assert len(blocks_in_model) == 3 + 4 + 6 + 3
+    assert trainable_params(model) == expected_trainable_params("seed", 10, depth=34)
+
+
+# --- agreement with the reference, whole network ------------------------------------------------
+
+
+@functools.lru_cache(maxsize=None)
+def _reference_run(arch):
+    """The reference network (`subclassed`, computed in float64): outputs, gradients, a step."""
+    rng = np.random.default_rng(11)
+    ref = blocks.resnet18(REFERENCE, arch=arch, input_shape=SHAPES[arch], dtype_policy="float64")
+    weights = random_weights(ref, rng)
+    x = images(rng, (3, *SHAPES[arch]))
+    blocks.import_weights(ref, weights)
+    infer = run(ref, x, training=False)
+    train_out = run(ref, x, training=True)
+    cot = rng.normal(size=train_out.shape).astype(np.float32)
+    blocks.import_weights(ref, weights)
+    _, grads = train_step(ref, x, cot)
+    return weights, x, cot, infer, train_out, grads, blocks.export_weights(ref)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("graph", [False, True], ids=["eager", "tf.function"])
+def test_resnet18_matches_float64_reference(variant, arch, graph):
+    skip_unless_runnable(variant)
+    weights, x, cot, infer, train_out, grads, after = _reference_run(arch.name)
+    model = blocks.resnet18(variant.name, arch=arch.name, input_shape=SHAPES[arch.name])
+    blocks.import_weights(model, weights)
+    what = f"{variant.name} resnet18/{arch.name} ({'tf.function' if graph else 'eager'})"
+    assert_close(run(model, x, False, graph), infer, "float32", f"{what} inference output")
+    if not variant.trainable:
+        return
+    assert_close(run(model, x, True, graph), train_out, "float32", f"{what} training output", "training output")
+    blocks.import_weights(model, weights)
+    _, got = train_step(model, x, cot, graph=graph)
+    zero = zero_gradient_keys(grads, arch)
+    assert_dict_close(got, grads, "float32", f"{what} gradient", "gradient", zero_keys=zero)
+    assert_dict_close(blocks.export_weights(model), after, "float32", f"{what} after step", "after step")
+
+
+@pytest.mark.slow
+def test_resnet18_mixed_bfloat16_matches_reference(variant):
+    skip_unless_runnable(variant, "mixed_bfloat16")
+    rng = np.random.default_rng(5)
+    ref = blocks.resnet18(REFERENCE, input_shape=SHAPES["seed"], dtype_policy="mixed_bfloat16")
+    weights = random_weights(ref, rng)
+    blocks.import_weights(ref, weights)
+    x = images(rng, (3, *SHAPES["seed"]))
+    model = blocks.resnet18(variant.name, input_shape=SHAPES["seed"], dtype_policy="mixed_bfloat16")
+    blocks.import_weights(model, weights)
+    y = run(model, x, False, graph=True)
+    assert_close(y, run(ref, x, False, graph=True), "mixed_bfloat16", f"{variant.name} bf16 inference output")
+    if variant.trainable:
+        assert_close(
+            run(model, x, True, graph=True), run(ref, x, True, graph=True), "mixed_bfloat16",
+            f"{variant.name} bf16 training output", "training output",
+        )
+
+
+def test_nchw_accepts_channels_first_images_directly():
+    variant = blocks.VARIANTS["nchw"]
+    skip_unless_runnable(variant)
+    rng = np.random.default_rng(2)
+    nhwc = blocks.resnet18("nchw", input_shape=(16, 16, 3), seed=1)
+    nchw = blocks.resnet18("nchw", input_shape=(3, 16, 16), input_format="channels_first", seed=1)
+    x = images(rng, (2, 16, 16, 3))
+    y1 = run(nhwc, x, False)
+    y2 = run(nchw, np.transpose(x, (0, 3, 1, 2)), False)
+    assert_close(y2, y1, "float32", "nchw fed NCHW vs NHWC")
+    with pytest.raises(ValueError, match=r"expected 3 channels on axis 1"):
+        nchw(x)
+
+
+def test_channels_first_input_for_a_channels_last_variant():
+    rng = np.random.default_rng(2)
+    a = blocks.resnet18(REFERENCE, input_shape=(16, 16, 3), seed=1)
+    b = blocks.resnet18(REFERENCE, input_shape=(3, 16, 16), input_format="channels_first", seed=1)
+    x = images(rng, (2, 16, 16, 3))
+    assert_close(run(b, np.transpose(x, (0, 3, 1, 2)), False), run(a, x, False), "float32", "transposed input")
+
+
+def _layer(model, name):
+    return next(lyr for lyr in model.layers if lyr.name == name)
+
+
+# --- dtype policies --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("policy", blocks.DTYPE_POLICIES)
+def test_dtype_policy_applies_to_the_model_only(variant, policy):
+    skip_unless_runnable(variant, policy)
+    before = keras.mixed_precision.global_policy().name
+    model = blocks.resnet18(variant.name, input_shape=(16, 16, 3), dtype_policy=policy, seed=0)
+    assert keras.mixed_precision.global_policy().name == before
+    y = model(np.ones((1, 16, 16, 3), np.float32), training=False)
+    assert y.dtype == tf.float32, "logits are float32 under every policy"
+    assert np.all(np.isfinite(np.asarray(y)))
+    assert all(v.dtype == tf.float32 or v.dtype == "float32" for v in model.weights)
+    expected = {"float32": "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}[policy]
+    assert _layer(model, "stem.conv").compute_dtype == expected
+
+
+def test_dtype_policy_none_follows_the_global_policy():
+    old = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = blocks.resnet18(REFERENCE, input_shape=(16, 16, 3))
+    finally:
+        keras.mixed_precision.set_global_policy(old)
+    assert _layer(model, "stem.conv").compute_dtype == "bfloat16"
+    keras.mixed_precision.set_global_policy("float16")
+    try:
+        with pytest.raises(ValueError, match=r"\(the global Keras policy\).*Received: dtype_policy='float16'"):
+            blocks.resnet18(REFERENCE)
+    finally:
+        keras.mixed_precision.set_global_policy(old)
+
+
+# --- Keras integration -----------------------------------------------------------------------
+
+
+def test_keras_fit_one_step(variant):
+    skip_unless_runnable(variant)
+    if not variant.trainable:
+        pytest.skip(f"variant {variant.name!r} is inference-only")
+    model = blocks.resnet18(variant.name, input_shape=(16, 16, 3), seed=0)
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.01),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    rng = np.random.default_rng(0)
+    history = model.fit(images(rng, (8, 16, 16, 3)), rng.integers(0, 10, 8), batch_size=4, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert model.predict(images(rng, (2, 16, 16, 3)), verbose=0).shape == (2, 10)
+
+
+def test_keras_file_round_trip(variant, tmp_path):
+    skip_unless_runnable(variant)
+    model = blocks.resnet18(variant.name, input_shape=(16, 16, 3), seed=0)
+    rng = np.random.default_rng(3)
+    blocks.import_weights(model, random_weights(model, rng))
+    x = images(rng, (2, 16, 16, 3))
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert type(loaded) is type(model)
+    assert loaded.variant == variant.name
+    for k, v in blocks.export_weights(loaded).items():
+        assert v.tobytes() == blocks.export_weights(model)[k].tobytes(), k
+    np.testing.assert_array_equal(run(loaded, x, False), run(model, x, False))
+    with pytest.raises(ValueError, match="Invalid input channels"):
+        loaded(np.zeros((1, 16, 16, 1), np.float32))
