@@ -42,15 +42,22 @@ def check_nchw_support(compute_dtype: str = "float32", device=None) -> None:
     hint = ""
     if "CPU" in device.upper():
         setting = _compat.onednn_setting()
-        if setting == "off":
-            cause = "TF_ENABLE_ONEDNN_OPTS=0 turns it off"
+        cpu = _compat.cpu_model_name()
+        if setting == "on":
+            hint = (
+                f" oneDNN is on (TF_ENABLE_ONEDNN_OPTS=1) but has no channels_first {compute_dtype}"
+                f" convolution for this CPU ({cpu})."
+            )
         else:
-            cause = "TensorFlow leaves it off by default on CPUs without AVX512_VNNI/AVX512_BF16/AMX"
-        hint = (
-            f" On the CPU, TensorFlow's channels_first convolution comes from oneDNN, and {cause}"
-            f" (CPU: {_compat.cpu_model_name()}); set TF_ENABLE_ONEDNN_OPTS=1 before importing"
-            " TensorFlow to run this variant."
-        )
+            cause = (
+                "TF_ENABLE_ONEDNN_OPTS=0 turns it off" if setting == "off"
+                else "TensorFlow leaves it off by default on CPUs without AVX512_VNNI/AVX512_BF16/AMX"
+            )
+            hint = (
+                f" On the CPU, TensorFlow's channels_first convolution comes from oneDNN, and {cause}"
+                f" (CPU: {cpu}); set TF_ENABLE_ONEDNN_OPTS=1 before importing TensorFlow to run"
+                " this variant."
+            )
     raise DeviceError(
         f"Variant 'nchw' needs channels_first (NCHW) Conv2D and MaxPool kernels for "
         f"{compute_dtype}, which TensorFlow {_compat.TF_VERSION} lacks on {device}.{hint} Use a "
