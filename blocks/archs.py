@@ -60,7 +60,7 @@ class Arch:
 
 
 ARCHS = {
-    # The article's network (../shared/seed): biases everywhere, projection shortcut without BN,
+    # The article's network: biases everywhere, projection shortcut without BN,
     # a stride-1 2x2 max pool after a "valid" 3x3 stem, Keras defaults for BN.
     "seed": Arch(
         name="seed",
