@@ -20,13 +20,19 @@ def current_device() -> str:
 
 @functools.lru_cache(maxsize=None)
 def _nchw_probe(device: str, dtype: str):
-    """None if NCHW conv and max pool in `dtype` run on `device`, else TF's error text."""
+    """None if NCHW Conv2D and its gradients run in `dtype` on `device`, else TF's error text.
+
+    (Pools of channels_first input run in NHWC in every Keras version; see _compat.)
+    """
     try:
         with tf.device(device):
             x = tf.ones([1, 2, 4, 4], dtype)
             k = tf.ones([3, 3, 2, 2], dtype)
-            y = tf.nn.conv2d(x, k, strides=1, padding="SAME", data_format="NCHW")
-            tf.nn.max_pool2d(y, 2, 1, "SAME", data_format="NCHW").numpy()
+            with tf.GradientTape() as tape:
+                tape.watch([x, k])
+                y = tf.nn.conv2d(x, k, strides=1, padding="SAME", data_format="NCHW")
+            for g in tape.gradient(y, [x, k]):
+                g.numpy()
     except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError,
             tf.errors.NotFoundError) as e:
         return e.message.strip().splitlines()[0]
@@ -59,7 +65,7 @@ def check_nchw_support(compute_dtype: str = "float32", device=None) -> None:
                 " this variant."
             )
     raise DeviceError(
-        f"Variant 'nchw' needs channels_first (NCHW) Conv2D and MaxPool kernels for "
+        f"Variant 'nchw' needs channels_first (NCHW) Conv2D kernels for "
         f"{compute_dtype}, which TensorFlow {_compat.TF_VERSION} lacks on {device}.{hint} Use a "
         f"channels_last variant instead. TensorFlow said: {error}"
     )

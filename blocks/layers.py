@@ -228,8 +228,8 @@ def stem_layers(stem: StemSpec, *, data_format, bn_momentum, bn_epsilon, dtype) 
         layers.append(zero_pad(stem.pool_padding, name="stem.pool_pad", **common))
     pool_padding = "valid" if isinstance(stem.pool_padding, int) else stem.pool_padding
     layers.append(
-        keras.layers.MaxPool2D(
-            stem.pool_size, strides=stem.pool_strides, padding=pool_padding,
+        _compat.max_pool2d(
+            pool_size=stem.pool_size, strides=stem.pool_strides, padding=pool_padding,
             name="stem.pool", **common,
         )
     )
@@ -250,12 +250,16 @@ def head_layers(num_classes: int, *, data_format, dtype) -> list:
 
 @_compat.register_serializable(package="blocks")
 class Entry(keras.layers.Layer):
-    """The model's first layer: moves the caller's layout to the variant's, once."""
+    """The model's first layer: moves the caller's layout to the variant's, once.
 
-    def __init__(self, input_format="channels_last", data_format="channels_last", **kwargs):
+    It also records which variant the model was built from, so the name survives a save/load.
+    """
+
+    def __init__(self, input_format="channels_last", data_format="channels_last", variant=None, **kwargs):
         super().__init__(**kwargs)
         self.input_format = normalize_data_format(input_format, "input_format")
         self.data_format = normalize_data_format(data_format)
+        self.variant = variant
 
     def _perm(self):
         if self.input_format == self.data_format:
@@ -273,5 +277,7 @@ class Entry(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(input_format=self.input_format, data_format=self.data_format)
+        config.update(
+            input_format=self.input_format, data_format=self.data_format, variant=self.variant
+        )
         return config

@@ -182,7 +182,7 @@ class ResNet(_ChecksImages, keras.Model):
         self.num_classes = num_classes
         self.dtype_policy_name = _compat.policy_name(policy)
         fmt = spec.data_format
-        self.entry = Entry(self.input_format, fmt, dtype=policy, name="entry")
+        self.entry = Entry(self.input_format, fmt, variant=spec.name, dtype=policy, name="entry")
         self.stem = stem_layers(
             arch_spec.stem, data_format=fmt, bn_momentum=arch_spec.bn_momentum,
             bn_epsilon=arch_spec.bn_epsilon, dtype=policy,
@@ -231,36 +231,30 @@ class ResNet(_ChecksImages, keras.Model):
 class FunctionalResNet(_ChecksImages, keras.Model):
     """A functional `keras.Model` (inputs -> outputs graph) that checks its images like every model.
 
-    Used by variants registered with `model="functional"`; build it with `blocks.resnet18`.
+    Used by variants registered with `model="functional"`; build it with `blocks.resnet18`. It
+    keeps Functional's constructor, so Keras 2 and 3 save and revive it as a functional graph;
+    what it knows beyond the graph (variant, input layout) lives in its `entry` layer's config.
     """
 
-    _EXTRA_CONFIG = ("variant", "input_format")
+    @property
+    def _entry(self):
+        return self.get_layer("entry")
 
-    def __init__(self, *args, variant=None, input_format="channels_last", **kwargs):
-        super().__init__(*args, **kwargs)
-        self.variant = variant
-        self.input_format = normalize_data_format(input_format, "input_format")
-        self.expected_input_shape = tuple(self.inputs[0].shape[1:])
+    @property
+    def variant(self):
+        return self._entry.variant
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(variant=self.variant, input_format=self.input_format)
-        return config
+    @property
+    def input_format(self):
+        return self._entry.input_format
 
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        extra = {k: config.pop(k) for k in cls._EXTRA_CONFIG if k in config}
-        model = super().from_config(config, custom_objects=custom_objects)
-        for key, value in extra.items():
-            setattr(model, key, value)
-        return model
+    @property
+    def expected_input_shape(self):
+        return tuple(self.inputs[0].shape[1:])
 
 
-def _functional_model(inputs, outputs, *, name, variant, input_format):
-    return FunctionalResNet(
-        inputs=inputs, outputs=outputs, name=name, variant=variant, input_format=input_format
-    )
+def _functional_model(inputs, outputs, *, name):
+    return FunctionalResNet(inputs=inputs, outputs=outputs, name=name)
 
 
 def build_resnet(
@@ -306,7 +300,7 @@ def build_resnet(
     else:
         fmt = spec.data_format
         inputs = keras.Input(shape=shape, name="images")
-        x = Entry(input_format, fmt, dtype=policy, name="entry")(inputs)
+        x = Entry(input_format, fmt, variant=spec.name, dtype=policy, name="entry")(inputs)
         for layer in stem_layers(
             arch_spec.stem, data_format=fmt, bn_momentum=arch_spec.bn_momentum,
             bn_epsilon=arch_spec.bn_epsilon, dtype=policy,
@@ -317,9 +311,7 @@ def build_resnet(
             x = spec.block(p.filters, p.strides, name=p.name, **kwargs)(x)
         for layer in head_layers(num_classes, data_format=fmt, dtype=policy):
             x = layer(x)
-        model = _functional_model(
-            inputs, x, name=f"resnet{depth}", variant=spec.name, input_format=input_format
-        )
+        model = _functional_model(inputs, x, name=f"resnet{depth}")
     if seed is not None:
         from blocks.weights import import_weights, initial_weights
 
@@ -405,10 +397,8 @@ def block_model(
     if spec.check_device is not None:
         spec.check_device(policy.compute_dtype)
     inputs = keras.Input(shape=shape, name="images")
-    x = Entry(input_format, spec.data_format, dtype=policy, name="entry")(inputs)
+    x = Entry(input_format, spec.data_format, variant=spec.name, dtype=policy, name="entry")(inputs)
     x = spec.block(filters, strides, name=name, **_block_kwargs(arch_spec, spec.data_format, policy))(x)
     # Hand results back in the caller's layout, so every variant's output compares directly.
     x = Entry(spec.data_format, input_format, dtype=policy, name="exit")(x)
-    return _functional_model(
-        inputs, x, name=f"{spec.name}_block", variant=spec.name, input_format=input_format
-    )
+    return _functional_model(inputs, x, name=f"{spec.name}_block")
