@@ -26,6 +26,25 @@ def cmd_list(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from blocks import report
+
+    try:
+        rows = report.load(args.results)
+        report.annotate(rows)
+        text = report.markdown(rows)
+        if not text:
+            print(f"{args.results}: no ResNet benchmarks in it", file=sys.stderr)
+            return 1
+        print(text)
+        png = args.png or os.path.splitext(args.results)[0] + ".png"
+        print(f"chart: {report.plot(rows, png)}")
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m blocks",
@@ -34,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
     p = sub.add_parser("list", help="list the registered block variants")
     p.set_defaults(func=cmd_list)
+    p = sub.add_parser(
+        "report", help="Markdown tables and a PNG chart from a pytest-benchmark JSON file"
+    )
+    p.add_argument("results", help="a file written by pytest bench/ --benchmark-json=FILE")
+    p.add_argument("--png", help="where to write the chart (default: RESULTS with .png)")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

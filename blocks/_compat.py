@@ -74,16 +74,25 @@ def child_layers(layer) -> list:
     return list(layer._flatten_layers(include_self=False, recursive=False))
 
 
-def cpu_model_name() -> str:
-    """The CPU's marketing name, e.g. 'AMD EPYC 9R14', or the best the platform says."""
+def _cpuinfo_field(field: str):
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
-                if line.startswith("model name"):
+                if line.split(":", 1)[0].strip() == field:
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine() or "unknown CPU"
+    return None
+
+
+def cpu_model_name() -> str:
+    """The CPU's marketing name, e.g. 'AMD EPYC 9R14', or the best the platform says."""
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine() or "unknown CPU"
+
+
+def cpu_flags() -> set:
+    """The CPU's feature flags (Linux), e.g. {'avx2', 'avx512_bf16', ...}; empty elsewhere."""
+    return set((_cpuinfo_field("flags") or "").split())
 
 
 def onednn_setting() -> str:
@@ -160,3 +169,52 @@ def max_pool2d(**kwargs):
     if not IS_KERAS3 and kwargs.get("data_format") == "channels_first":
         return ChannelsFirstMaxPool2D(**kwargs)
     return keras.layers.MaxPool2D(**kwargs)
+
+
+def sgd_momentum(learning_rate: float, momentum: float, *, loss_scaling: bool):
+    """Keras SGD with momentum, wrapped for dynamic loss scaling (float16) when asked."""
+    optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum)
+    if loss_scaling:
+        optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def build_optimizer(optimizer, variables) -> None:
+    """Create the optimizer's slots before tracing, so no variable is created inside a graph."""
+    if hasattr(optimizer, "build"):
+        optimizer.build(variables)
+
+
+def scale_loss(optimizer, loss):
+    """Loss times the loss scale: Keras 3 `scale_loss`, Keras 2 `get_scaled_loss`."""
+    if hasattr(optimizer, "get_scaled_loss"):
+        return optimizer.get_scaled_loss(loss)
+    if hasattr(optimizer, "scale_loss"):
+        return optimizer.scale_loss(loss)
+    return loss
+
+
+def unscale_gradients(optimizer, grads):
+    """Keras 2's LossScaleOptimizer wants unscaled gradients; Keras 3's unscales them itself."""
+    if hasattr(optimizer, "get_unscaled_gradients"):
+        return optimizer.get_unscaled_gradients(grads)
+    return grads
+
+
+def built_input_shape(layer):
+    """The input shape a layer was built with (Keras 3 and Keras 2 record it differently)."""
+    shapes = getattr(layer, "_build_shapes_dict", None)
+    if shapes:
+        return tuple(next(iter(shapes.values())))
+    shape = getattr(layer, "_build_input_shape", None)
+    if shape is not None:
+        return tuple(tf.TensorShape(shape).as_list())
+    raise ValueError(f"Layer {layer.name!r} has not been built; build the model first.")
+
+
+def build_layer(layer, input_shape) -> None:
+    """`layer.build(input_shape)` from a parent's build, recording the shape as Keras does when it
+    builds a layer on its first call (Keras 2 only records it there)."""
+    layer.build(input_shape)
+    if not IS_KERAS3 and getattr(layer, "_build_input_shape", None) is None:
+        layer._build_input_shape = tf.TensorShape(input_shape)

@@ -179,6 +179,19 @@ def block_layers(args: BlockArgs, in_channels: int, prefix: str = "") -> BlockLa
     )
 
 
+def build_chain(layers, input_shape) -> tuple:
+    """Build `layers` (None entries skipped) as a chain from `input_shape`, as a first call would;
+    returns the chain's output shape."""
+    shape = tuple(input_shape)
+    for layer in layers:
+        if layer is None:
+            continue
+        if not layer.built:
+            _compat.build_layer(layer, shape)
+        shape = tuple(layer.compute_output_shape(shape))
+    return shape
+
+
 def block_output_shape(args: BlockArgs, input_shape) -> tuple:
     shape = list(input_shape)
     if args.data_format == "channels_last":

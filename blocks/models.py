@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 import tensorflow as tf
@@ -12,6 +12,7 @@ from blocks._compat import keras
 from blocks.archs import Arch, get_arch, plan, stem_output_size
 from blocks.layers import (
     Entry,
+    build_chain,
     channel_axis,
     head_layers,
     normalize_data_format,
@@ -143,16 +144,6 @@ def _block_kwargs(arch: Arch, data_format: str, policy) -> dict:
     )
 
 
-def _build_in_order(layers: Sequence, input_shape) -> tuple:
-    """Build `layers` as a chain from `input_shape` (what Keras would do on a first call)."""
-    shape = tuple(input_shape)
-    for layer in layers:
-        if not layer.built:
-            layer.build(shape)
-        shape = tuple(layer.compute_output_shape(shape))
-    return shape
-
-
 @_compat.register_serializable(package="blocks")
 class ResNet(_ChecksImages, keras.Model):
     """A ResNet as a subclassed `keras.Model`: `call` runs entry, stem, blocks and head in order.
@@ -195,7 +186,7 @@ class ResNet(_ChecksImages, keras.Model):
         return [self.entry, *self.stem, *self.body, *self.head]
 
     def build(self, input_shape):
-        _build_in_order(self._chain(), input_shape)
+        build_chain(self._chain(), input_shape)
         self.built = True
 
     def call(self, inputs, training=None):

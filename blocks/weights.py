@@ -37,29 +37,34 @@ def _leaf_variables(layer):
     return None
 
 
-def canonical_variables(model) -> dict:
-    """{canonical key: variable} for every parameter and BN statistic of a built model."""
-    found: dict = {}
+def leaf_layers(model):
+    """(canonical path, layer) for every layer that holds canonical parameters, in model order."""
 
     def walk(layer, prefix):
         for child in child_layers(layer):
             path = prefix + child.name
-            leaf = _leaf_variables(child)
-            if leaf is None:
-                if child.weights and not child_layers(child):
-                    raise TypeError(
-                        f"Layer {path!r} ({type(child).__name__}) holds weights but has no "
-                        "canonical names: give it a `canonical_variables()` method."
-                    )
-                walk(child, path + ".")
+            if _leaf_variables(child) is not None:
+                yield path, child
                 continue
-            for suffix, variable in leaf.items():
-                key = f"{path}.{suffix}"
-                if key in found:
-                    raise ValueError(f"Two parameters of {model.name!r} map to the key {key!r}.")
-                found[key] = variable
+            if child.weights and not child_layers(child):
+                raise TypeError(
+                    f"Layer {path!r} ({type(child).__name__}) holds weights but has no "
+                    "canonical names: give it a `canonical_variables()` method."
+                )
+            yield from walk(child, path + ".")
 
-    walk(model, "")
+    yield from walk(model, "")
+
+
+def canonical_variables(model) -> dict:
+    """{canonical key: variable} for every parameter and BN statistic of a built model."""
+    found: dict = {}
+    for path, layer in leaf_layers(model):
+        for suffix, variable in _leaf_variables(layer).items():
+            key = f"{path}.{suffix}"
+            if key in found:
+                raise ValueError(f"Two parameters of {model.name!r} map to the key {key!r}.")
+            found[key] = variable
     if not found:
         raise ValueError(
             f"Model {model.name!r} has no weights to export or import; build it first "

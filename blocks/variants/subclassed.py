@@ -10,7 +10,13 @@ import tensorflow as tf
 
 from blocks import _compat
 from blocks._compat import keras
-from blocks.layers import BlockArgs, block_layers, block_output_shape, in_channels_of
+from blocks.layers import (
+    BlockArgs,
+    block_layers,
+    block_output_shape,
+    build_chain,
+    in_channels_of,
+)
 from blocks.registry import Variant, register
 
 
@@ -50,19 +56,8 @@ class BasicBlock(keras.layers.Layer):
         self.pad1, self.conv1, self.bn1 = leaves.pad1, leaves.conv1, leaves.bn1
         self.conv2, self.bn2 = leaves.conv2, leaves.bn2
         self.downsample_conv, self.downsample_bn = leaves.downsample_conv, leaves.downsample_bn
-        shape = tuple(input_shape)
-        if leaves.pad1 is not None:
-            leaves.pad1.build(shape)
-            shape = leaves.pad1.compute_output_shape(shape)
-        leaves.conv1.build(shape)
-        shape = leaves.conv1.compute_output_shape(shape)
-        leaves.bn1.build(shape)
-        leaves.conv2.build(shape)
-        leaves.bn2.build(leaves.conv2.compute_output_shape(shape))
-        if leaves.downsample_conv is not None:
-            leaves.downsample_conv.build(tuple(input_shape))
-            if leaves.downsample_bn is not None:
-                leaves.downsample_bn.build(leaves.downsample_conv.compute_output_shape(input_shape))
+        build_chain([leaves.pad1, leaves.conv1, leaves.bn1, leaves.conv2, leaves.bn2], input_shape)
+        build_chain([leaves.downsample_conv, leaves.downsample_bn], input_shape)
         self.leaves = leaves
         self.built = True
 
