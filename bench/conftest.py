@@ -36,8 +36,8 @@ def pytest_addoption(parser):
     for name, text in _AXES.items():
         group.addoption(f"--{name}", default=None, help=text)
     group.addoption(
-        "--target-seconds", type=float, default=3.0,
-        help="timed work per benchmark, split into calibrated rounds (default: 3)",
+        "--target-seconds", type=float, default=6.0,
+        help="timed work per benchmark, split into calibrated rounds (default: 6)",
     )
 
 
@@ -111,9 +111,14 @@ def _ceilings(config):
     return out
 
 
+_SHORT = {"inference": "inf", "train": "train", "float32": "f32", "mixed_bfloat16": "bf16",
+          "mixed_float16": "f16"}
+
+
 def _id(w: timing.Workload) -> str:
+    """Short enough for a 100-column table; the group header spells the configuration out."""
     h, _, _ = w.input_shape()
-    return f"{w.label}-{w.mode}-b{w.batch_size}-{w.dtype_policy}-{w.device}-{w.arch}{h}"
+    return f"{w.label}-{_SHORT[w.mode]}-b{w.batch_size}-{_SHORT[w.dtype_policy]}-{w.device}-{w.arch}{h}"
 
 
 def pytest_generate_tests(metafunc):
@@ -125,7 +130,7 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("workload", params)
     if "ceiling_case" in metafunc.fixturenames:
         cases = _ceilings(metafunc.config)
-        metafunc.parametrize("ceiling_case", cases, ids=[f"{d}-{p}" for d, p in cases])
+        metafunc.parametrize("ceiling_case", cases, ids=[f"{d}-{_SHORT[p]}" for d, p in cases])
 
 
 def pytest_configure(config):

@@ -258,18 +258,27 @@ def build_resnet(
     dtype_policy=None,
     seed=None,
     input_format="channels_last",
+    pick_on_miss=False,
 ):
     """ResNet of `depth` (a key of `blocks.archs.STAGES`) built from `variant`'s block.
 
     See `blocks.resnet18` for the arguments.
     """
-    spec = get_variant(variant)
     arch_spec = get_arch(arch)
     input_format = normalize_data_format(input_format, "input_format")
     if input_shape is None:
         h, w, c = arch_spec.input_shape
         input_shape = (h, w, c) if input_format == "channels_last" else (c, h, w)
     shape = check_input_shape(input_shape, input_format, arch_spec)
+    if variant == "auto":
+        from blocks.picker import resolve_auto
+
+        hwc = shape if input_format == "channels_last" else (shape[1], shape[2], shape[0])
+        variant = resolve_auto(
+            arch=arch_spec.name, input_shape=hwc, dtype_policy=dtype_policy,
+            pick_on_miss=pick_on_miss,
+        )
+    spec = get_variant(variant)
     if num_classes is None:
         num_classes = arch_spec.num_classes
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0:
@@ -319,11 +328,14 @@ def resnet18(
     dtype_policy=None,
     seed=None,
     input_format="channels_last",
+    pick_on_miss=False,
 ):
     """ResNet18 built from a registered block variant.
 
     Args:
-        variant: a name in `blocks.VARIANTS` (or a `Variant`).
+        variant: a name in `blocks.VARIANTS` (or a `Variant`), or "auto": the variant
+            `blocks.pick` found fastest for this device, arch, input shape and dtype policy
+            (inference, batch 64), from the pick cache.
         arch: "seed" (the article's network, 32x32x3 -> 10 logits by default) or "imagenet"
             (the standard ResNet18, 224x224x3 -> 1000 logits).
         input_shape: per-example shape in `input_format` order; defaults to the arch's.
@@ -333,6 +345,8 @@ def resnet18(
         seed: if given, initial weights drawn from it, identical in every variant.
         input_format: layout of the images the model is called on; every variant takes NHWC
             ("channels_last") by default and transposes once where its layout differs.
+        pick_on_miss: with variant="auto" and no cached pick, measure first (about a minute or
+            two) instead of warning and using "subclassed".
 
     Returns:
         A built `keras.Model`, called as `model(images, training=...)`, returning float32 logits.
@@ -344,6 +358,7 @@ def resnet18(
     return build_resnet(
         variant, 18, arch=arch, input_shape=input_shape, num_classes=num_classes,
         dtype_policy=dtype_policy, seed=seed, input_format=input_format,
+        pick_on_miss=pick_on_miss,
     )
 
 
@@ -356,11 +371,13 @@ def resnet34(
     dtype_policy=None,
     seed=None,
     input_format="channels_last",
+    pick_on_miss=False,
 ):
     """ResNet34: `resnet18` with stages of (3, 4, 6, 3) blocks; same arguments."""
     return build_resnet(
         variant, 34, arch=arch, input_shape=input_shape, num_classes=num_classes,
         dtype_policy=dtype_policy, seed=seed, input_format=input_format,
+        pick_on_miss=pick_on_miss,
     )
 
 

@@ -34,6 +34,8 @@ class Variant:
         check_device: `check_device(compute_dtype)`, called before building; raises
             `blocks.DeviceError` if the current device cannot run the variant in that dtype.
         trainable: False for inference-only variants, which refuse `training=True`.
+        complexity: how much machinery the variant adds over plain Keras layers (0 = none);
+            `blocks.pick` breaks a tie in favour of the lowest.
     """
 
     name: str
@@ -44,6 +46,7 @@ class Variant:
     wins: str = ""
     check_device: Optional[Callable[[str], None]] = None
     trainable: bool = True
+    complexity: int = 0
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name.isidentifier():

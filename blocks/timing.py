@@ -107,7 +107,8 @@ def prepare(workload: Workload, *, seed: int = 0, warmup: int = 2) -> Step:
             )
             rng = tf.random.Generator.from_seed(seed)
             x = rng.uniform((workload.batch_size, h, w, c), dtype=tf.float32)
-            labels = rng.uniform((workload.batch_size,), 0, model.output_shape[-1], dtype=tf.int32)
+            num_classes = blocks.ARCHS[workload.arch].num_classes
+            labels = rng.uniform((workload.batch_size,), 0, num_classes, dtype=tf.int32)
             if workload.mode == "inference":
                 fn = _inference_fn(model)
             else:

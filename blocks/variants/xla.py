@@ -47,6 +47,7 @@ register(
         block=XLABasicBlock,
         model="subclassed",
         summary="subclassed block whose forward pass is tf.function(jit_compile=True), one XLA cluster per block",
+        complexity=3,
         wins="GPUs (fusion of BN/ReLU/add into the conv epilogue); small batches where op overhead dominates",
     )
 )
