@@ -1,8 +1,8 @@
 """Benchmark axes as pytest options, parametrization over the registry, and the summary tables.
 
-    pytest bench/ --benchmark-only                      # the default matrix, every device
-    pytest bench/ --benchmark-only --batch-sizes 1,8,64 --modes inference --variants xla,functional
-    pytest bench/ --benchmark-disable                    # run every combination once (smoke test)
+pytest bench/ --benchmark-only                      # the default matrix, every device
+pytest bench/ --benchmark-only --batch-sizes 1,8,64 --modes inference --variants xla,functional
+pytest bench/ --benchmark-disable                    # run every combination once (smoke test)
 """
 
 from __future__ import annotations
@@ -36,7 +36,9 @@ def pytest_addoption(parser):
     for name, text in _AXES.items():
         group.addoption(f"--{name}", default=None, help=text)
     group.addoption(
-        "--target-seconds", type=float, default=6.0,
+        "--target-seconds",
+        type=float,
+        default=6.0,
         help="timed work per benchmark, split into calibrated rounds (default: 6)",
     )
 
@@ -53,7 +55,9 @@ def _ints(config, name, default):
     try:
         out = [int(v) for v in values]
     except ValueError:
-        raise pytest.UsageError(f"--{name} takes comma-separated positive ints; Received: {values}")
+        raise pytest.UsageError(
+            f"--{name} takes comma-separated positive ints; Received: {values}"
+        ) from None
     if any(v <= 0 for v in out):
         raise pytest.UsageError(f"--{name} takes positive ints; Received: {values}")
     return out
@@ -71,9 +75,11 @@ def _choices(config, name, allowed, default):
 
 def _workloads(config):
     try:
-        device_names = [devices.resolve(d) for d in (_csv(config, "devices") or devices.list_devices())]
+        device_names = [
+            devices.resolve(d) for d in (_csv(config, "devices") or devices.list_devices())
+        ]
     except ValueError as e:
-        raise pytest.UsageError(f"--devices: {e}")
+        raise pytest.UsageError(f"--devices: {e}") from None
     variants = _choices(config, "variants", list(blocks.VARIANTS), list(blocks.VARIANTS))
     modes = _choices(config, "modes", timing.MODES, list(timing.MODES))
     archs = _choices(config, "arch", list(blocks.ARCHS), ["seed"])
@@ -84,11 +90,17 @@ def _workloads(config):
     for device in device_names:
         native = devices.native_dtype_policies(device)
         policies = asked_policies or list(blocks.DTYPE_POLICIES)
-        for arch, size, mode, policy, batch in itertools.product(archs, sizes, modes, policies, batches):
+        for arch, size, mode, policy, batch in itertools.product(
+            archs, sizes, modes, policies, batches
+        ):
             # Off the default list: a mixed policy this device only emulates. Listed as skipped.
-            skip = None if asked_policies or native[policy] is None else (
-                f"{policy} not in the default matrix on {device}: {native[policy]} "
-                "(ask for it with --dtype-policies)"
+            skip = (
+                None
+                if asked_policies or native[policy] is None
+                else (
+                    f"{policy} not in the default matrix on {device}: {native[policy]} "
+                    "(ask for it with --dtype-policies)"
+                )
             )
             rows = [(v, "graph") for v in variants]
             if REFERENCE in variants:
@@ -111,14 +123,20 @@ def _ceilings(config):
     return out
 
 
-_SHORT = {"inference": "inf", "train": "train", "float32": "f32", "mixed_bfloat16": "bf16",
-          "mixed_float16": "f16"}
+_SHORT = {
+    "inference": "inf",
+    "train": "train",
+    "float32": "f32",
+    "mixed_bfloat16": "bf16",
+    "mixed_float16": "f16",
+}
 
 
 def _id(w: timing.Workload) -> str:
     """Short enough for a 100-column table; the group header spells the configuration out."""
     h, _, _ = w.input_shape()
-    return f"{w.label}-{_SHORT[w.mode]}-b{w.batch_size}-{_SHORT[w.dtype_policy]}-{w.device}-{w.arch}{h}"
+    mode, policy = _SHORT[w.mode], _SHORT[w.dtype_policy]
+    return f"{w.label}-{mode}-b{w.batch_size}-{policy}-{w.device}-{w.arch}{h}"
 
 
 def pytest_generate_tests(metafunc):

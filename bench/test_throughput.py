@@ -63,8 +63,12 @@ def test_matmul_ceiling(benchmark, ceiling_case, ceilings, request):
     run, work = _matmul_step(device, policy)
     benchmark.group = f"{device} ceiling {policy}"
     benchmark.extra_info.update(
-        kind="ceiling", device=device, dtype_policy=policy, flop_per_call=work,
-        device_name=devices.describe(device)["name"], tf_version=blocks.TF_VERSION,
+        kind="ceiling",
+        device=device,
+        dtype_policy=policy,
+        flop_per_call=work,
+        device_name=devices.describe(device)["name"],
+        tf_version=blocks.TF_VERSION,
         keras_version=blocks.KERAS_VERSION,
     )
     if benchmark.disabled:

@@ -1,10 +1,10 @@
 """resnet-blocks: interchangeable ResNet BasicBlock implementations for TensorFlow/Keras.
 
-    import blocks
-    model = blocks.resnet18("xla", seed=0)           # any name in blocks.VARIANTS
-    blocks.save_weights(model, "w.npz")
-    other = blocks.resnet18("functional")
-    blocks.load_weights(other, "w.npz")               # same function, another implementation
+import blocks
+model = blocks.resnet18("xla", seed=0)           # any name in blocks.VARIANTS
+blocks.save_weights(model, "w.npz")
+other = blocks.resnet18("functional")
+blocks.load_weights(other, "w.npz")               # same function, another implementation
 """
 
 from blocks import variants as _variants  # noqa: F401  (registers the built-in variants)

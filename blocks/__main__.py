@@ -59,9 +59,7 @@ class _Progress:
     def __call__(self, done, total, message, elapsed, remaining):
         filled = int(self.width * done / max(total, 1))
         bar = "#" * filled + "." * (self.width - filled)
-        line = (
-            f"[{bar}] {message}  {self._clock(elapsed)} elapsed, ~{self._clock(remaining)} left"
-        )
+        line = f"[{bar}] {message}  {self._clock(elapsed)} elapsed, ~{self._clock(remaining)} left"
         if self.tty:
             self.stream.write("\r" + line[:120].ljust(120))
             if done >= total:
@@ -80,14 +78,18 @@ def _print_pick(result) -> None:
         f"ResNet18 {k['arch']} {shape}, {k['mode']}, batch {k['batch_size']}, {k['dtype_policy']}"
         f"  [{result.source}, {result.measured_at}]"
     )
-    print(f"{'rank':>4}  {'variant':<12} {'img/s':>9}  {'IQR img/s':>17} {'speedup':>8} {'rounds':>6}")
+    print(
+        f"{'rank':>4}  {'variant':<12} {'img/s':>9}  {'IQR img/s':>17} {'speedup':>8} {'rounds':>6}"
+    )
     for i, r in enumerate(result.ranking, start=1):
         if r.images_per_sec is None:
             print(f"{'-':>4}  {r.variant:<12} could not run: {r.error}")
             continue
         iqr = f"{r.q1_images_per_sec:,.1f}-{r.q3_images_per_sec:,.1f}"
         speed = f"{r.speedup_vs_subclassed:.2f}x" if r.speedup_vs_subclassed else "-"
-        print(f"{i:>4}  {r.variant:<12} {r.images_per_sec:>9,.1f}  {iqr:>17} {speed:>8} {r.rounds:>6}")
+        print(
+            f"{i:>4}  {r.variant:<12} {r.images_per_sec:>9,.1f}  {iqr:>17} {speed:>8} {r.rounds:>6}"
+        )
     print(f"winner: {result.winner} ({result.decision})")
 
 
@@ -97,7 +99,9 @@ def cmd_pick(args) -> int:
     from blocks import picker
 
     options = dict(
-        mode=args.mode, batch_size=args.batch_size, dtype_policy=args.dtype_policy,
+        mode=args.mode,
+        batch_size=args.batch_size,
+        dtype_policy=args.dtype_policy,
         arch=args.arch,
         input_shape=None if args.image_size is None else (args.image_size, args.image_size, 3),
         variants=args.variants.split(",") if args.variants else None,
@@ -109,7 +113,9 @@ def cmd_pick(args) -> int:
             result = None if args.refresh else picker.cached(args.device, **options)
             if result is None:
                 progress = None if args.json else _Progress()
-                result = picker.pick(args.device, budget_s=args.budget_s, progress=progress, **options)
+                result = picker.pick(
+                    args.device, budget_s=args.budget_s, progress=progress, **options
+                )
     except picker.PickError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -132,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list the registered block variants")
     p.set_defaults(func=cmd_list)
     p = sub.add_parser(
-        "pick", help="time every variant on this device and pick the fastest (cached)",
+        "pick",
+        help="time every variant on this device and pick the fastest (cached)",
         description="Time each variant's ResNet18 here, rank them, and pick the fastest; a "
         "statistical tie goes to the simplest variant. Results are cached per device and "
         "configuration; --refresh measures again.",
@@ -140,17 +147,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="CPU:0, GPU:0, ... (default: the first GPU, else the CPU)")
     p.add_argument("--mode", default="inference", help="inference or train (default: inference)")
     p.add_argument("--batch-size", type=int, default=64, help="default: 64")
-    p.add_argument("--dtype-policy", default="float32",
-                   help="float32, mixed_bfloat16 or mixed_float16 (default: float32)")
+    p.add_argument(
+        "--dtype-policy",
+        default="float32",
+        help="float32, mixed_bfloat16 or mixed_float16 (default: float32)",
+    )
     p.add_argument("--arch", default="seed", help="seed or imagenet (default: seed)")
     p.add_argument("--image-size", type=int, help="square image size (default: the arch's)")
     p.add_argument("--variants", help="comma-separated variants (default: all registered)")
-    p.add_argument("--budget-s", type=float,
-                   help="seconds of timed work for all variants together (default: 45)")
+    p.add_argument(
+        "--budget-s",
+        type=float,
+        help="seconds of timed work for all variants together (default: 45)",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--refresh", action="store_true", help="measure even if a result is cached")
-    p.add_argument("--from-json", metavar="RESULTS.json",
-                   help="pick from a saved pytest-benchmark run instead of measuring")
+    p.add_argument(
+        "--from-json",
+        metavar="RESULTS.json",
+        help="pick from a saved pytest-benchmark run instead of measuring",
+    )
     p.set_defaults(func=cmd_pick)
     p = sub.add_parser(
         "report", help="Markdown tables and a PNG chart from a pytest-benchmark JSON file"

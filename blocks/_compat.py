@@ -87,7 +87,9 @@ def _cpuinfo_field(field: str):
 
 def cpu_model_name() -> str:
     """The CPU's marketing name, e.g. 'AMD EPYC 9R14', or the best the platform says."""
-    return _cpuinfo_field("model name") or platform.processor() or platform.machine() or "unknown CPU"
+    return (
+        _cpuinfo_field("model name") or platform.processor() or platform.machine() or "unknown CPU"
+    )
 
 
 def cpu_flags() -> set:

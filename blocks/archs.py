@@ -99,9 +99,7 @@ def get_arch(arch: Union[str, Arch]) -> Arch:
     if isinstance(arch, Arch):
         return arch
     if arch not in ARCHS:
-        raise ValueError(
-            f"Unknown arch. Expected one of {sorted(ARCHS)}; Received: arch={arch!r}"
-        )
+        raise ValueError(f"Unknown arch. Expected one of {sorted(ARCHS)}; Received: arch={arch!r}")
     return ARCHS[arch]
 
 

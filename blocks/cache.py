@@ -51,7 +51,9 @@ def _set_aside(file: str, why: str) -> None:
         where = f"moved to {aside}"
     except OSError as e:
         where = f"could not be moved aside ({e.strerror})"
-    log.warning("resnet-blocks: pick cache %s is unreadable (%s); %s, starting a new one", file, why, where)
+    log.warning(
+        "resnet-blocks: pick cache %s is unreadable (%s); %s, starting a new one", file, why, where
+    )
 
 
 def _read(file: str, *, set_aside: bool):
@@ -68,12 +70,16 @@ def _read(file: str, *, set_aside: bool):
     except FileNotFoundError:
         return _empty()
     except PermissionError as e:
-        log.warning("resnet-blocks: pick cache %s cannot be read (%s); ignoring it", file, e.strerror)
+        log.warning(
+            "resnet-blocks: pick cache %s cannot be read (%s); ignoring it", file, e.strerror
+        )
         return _empty()
     except (OSError, UnicodeDecodeError, ValueError) as e:
         if not set_aside:
             return None
-        _set_aside(file, str(e) if isinstance(e, ValueError) and "format" in str(e) else type(e).__name__)
+        _set_aside(
+            file, str(e) if isinstance(e, ValueError) and "format" in str(e) else type(e).__name__
+        )
         return _empty()
     return data
 
@@ -137,7 +143,8 @@ def store(key: dict, entry: dict) -> bool:
     except OSError as e:
         log.warning(
             "resnet-blocks: pick cache %s cannot be written (%s); the result is not cached",
-            file, e.strerror or e,
+            file,
+            e.strerror or e,
         )
         return False
     return True

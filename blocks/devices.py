@@ -34,8 +34,11 @@ def _nchw_probe(device: str, dtype: str):
                 y = tf.nn.conv2d(x, k, strides=1, padding="SAME", data_format="NCHW")
             for g in tape.gradient(y, [x, k]):
                 g.numpy()
-    except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError,
-            tf.errors.NotFoundError) as e:
+    except (
+        tf.errors.InvalidArgumentError,
+        tf.errors.UnimplementedError,
+        tf.errors.NotFoundError,
+    ) as e:
         return e.message.strip().splitlines()[0]
     return None
 
@@ -57,11 +60,14 @@ def check_nchw_support(compute_dtype: str = "float32", device=None) -> None:
             )
         else:
             cause = (
-                "TF_ENABLE_ONEDNN_OPTS=0 turns it off" if setting == "off"
-                else "TensorFlow leaves it off by default on CPUs without AVX512_VNNI/AVX512_BF16/AMX"
+                "TF_ENABLE_ONEDNN_OPTS=0 turns it off"
+                if setting == "off"
+                else "TensorFlow leaves it off by default on CPUs without "
+                "AVX512_VNNI/AVX512_BF16/AMX"
             )
             hint = (
-                f" On the CPU, TensorFlow's channels_first convolution comes from oneDNN, and {cause}"
+                " On the CPU, TensorFlow's channels_first convolution comes from oneDNN, and "
+                f"{cause}"
                 f" (CPU: {cpu}); set TF_ENABLE_ONEDNN_OPTS=1 before importing TensorFlow to run"
                 " this variant."
             )
@@ -96,7 +102,12 @@ def describe(device: str) -> dict:
     """Identity of a device for reports and cache keys: kind, name, compute capability."""
     short = resolve(device)
     if short.startswith("CPU"):
-        return {"device": short, "kind": "CPU", "name": _compat.cpu_model_name(), "cores": os.cpu_count()}
+        return {
+            "device": short,
+            "kind": "CPU",
+            "name": _compat.cpu_model_name(),
+            "cores": os.cpu_count(),
+        }
     physical = [d for d in tf.config.list_physical_devices("GPU")]
     index = int(short.split(":")[1])
     details = {}
@@ -121,20 +132,30 @@ def native_dtype_policies(device: str) -> dict:
     if info["kind"] == "CPU":
         flags = _compat.cpu_flags()
         bf16 = {"avx512_bf16", "amx_bf16"} & flags
-        reasons["mixed_bfloat16"] = None if bf16 else (
-            f"{info['name']} has no AVX512_BF16 or AMX: bfloat16 would be emulated"
+        reasons["mixed_bfloat16"] = (
+            None
+            if bf16
+            else (f"{info['name']} has no AVX512_BF16 or AMX: bfloat16 would be emulated")
         )
         reasons["mixed_float16"] = (
             "float16 on the CPU is emulated by TensorFlow (mixed_float16 is a GPU policy)"
         )
     else:
         cc = tuple(int(p) for p in (info["compute_capability"] or "0.0").split("."))
-        reasons["mixed_bfloat16"] = None if cc >= (8, 0) else (
-            f"{info['name']} (compute capability {info['compute_capability']}) has no bfloat16 "
-            "tensor cores (needs 8.0+)"
+        reasons["mixed_bfloat16"] = (
+            None
+            if cc >= (8, 0)
+            else (
+                f"{info['name']} (compute capability {info['compute_capability']}) has no bfloat16 "
+                "tensor cores (needs 8.0+)"
+            )
         )
-        reasons["mixed_float16"] = None if cc >= (7, 0) else (
-            f"{info['name']} (compute capability {info['compute_capability']}) has no float16 "
-            "tensor cores (needs 7.0+)"
+        reasons["mixed_float16"] = (
+            None
+            if cc >= (7, 0)
+            else (
+                f"{info['name']} (compute capability {info['compute_capability']}) has no float16 "
+                "tensor cores (needs 7.0+)"
+            )
         )
     return reasons

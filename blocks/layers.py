@@ -36,7 +36,9 @@ def channel_axis(data_format: str) -> int:
 
 def _positive_int(value, arg_name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"Invalid {arg_name}. Expected a positive int; Received: {arg_name}={value!r}")
+        raise ValueError(
+            f"Invalid {arg_name}. Expected a positive int; Received: {arg_name}={value!r}"
+        )
     return value
 
 
@@ -64,7 +66,8 @@ class BlockArgs:
         _positive_int(self.filters, "filters")
         if isinstance(self.strides, bool) or self.strides not in STRIDES:
             raise ValueError(
-                f"Invalid strides. Expected one of {list(STRIDES)}; Received: strides={self.strides!r}"
+                f"Invalid strides. Expected one of {list(STRIDES)}; "
+                f"Received: strides={self.strides!r}"
             )
         if self.padding not in BLOCK_PADDINGS:
             raise ValueError(
@@ -79,7 +82,8 @@ class BlockArgs:
             )
         if not float(self.bn_epsilon) > 0.0:
             raise ValueError(
-                f"Invalid bn_epsilon. Expected bn_epsilon > 0; Received: bn_epsilon={self.bn_epsilon!r}"
+                "Invalid bn_epsilon. Expected bn_epsilon > 0; "
+                f"Received: bn_epsilon={self.bn_epsilon!r}"
             )
 
     def config(self) -> dict:
@@ -162,14 +166,20 @@ def block_layers(args: BlockArgs, in_channels: int, prefix: str = "") -> BlockLa
     bn_kw = dict(momentum=args.bn_momentum, epsilon=args.bn_epsilon, **common)
     ds_conv = ds_bn = None
     if needs_projection(args, in_channels):
-        ds_conv = conv(args.filters, 1, args.strides, "valid", name=f"{prefix}downsample.conv", **conv_kw)
+        ds_conv = conv(
+            args.filters, 1, args.strides, "valid", name=f"{prefix}downsample.conv", **conv_kw
+        )
         if args.shortcut_bn:
             ds_bn = batch_norm(name=f"{prefix}downsample.bn", **bn_kw)
     return BlockLayers(
         pad1=pad1,
         conv1=conv(
-            args.filters, 3, args.strides, "valid" if symmetric else "same",
-            name=f"{prefix}conv1", **conv_kw,
+            args.filters,
+            3,
+            args.strides,
+            "valid" if symmetric else "same",
+            name=f"{prefix}conv1",
+            **conv_kw,
         ),
         bn1=batch_norm(name=f"{prefix}bn1", **bn_kw),
         conv2=conv(args.filters, 3, 1, "same", name=f"{prefix}conv2", **conv_kw),
@@ -230,20 +240,28 @@ def stem_layers(stem: StemSpec, *, data_format, bn_momentum, bn_epsilon, dtype) 
         layers.append(zero_pad(stem.conv_padding, name="stem.pad", **common))
     conv_padding = "valid" if isinstance(stem.conv_padding, int) else stem.conv_padding
     layers.append(
-        conv(stem.filters, stem.kernel_size, stem.strides, conv_padding,
-             use_bias=stem.use_bias, name="stem.conv", **common)
+        conv(
+            stem.filters,
+            stem.kernel_size,
+            stem.strides,
+            conv_padding,
+            use_bias=stem.use_bias,
+            name="stem.conv",
+            **common,
+        )
     )
-    layers.append(
-        batch_norm(momentum=bn_momentum, epsilon=bn_epsilon, name="stem.bn", **common)
-    )
+    layers.append(batch_norm(momentum=bn_momentum, epsilon=bn_epsilon, name="stem.bn", **common))
     layers.append(keras.layers.ReLU(dtype=dtype, name="stem.relu"))
     if isinstance(stem.pool_padding, int):
         layers.append(zero_pad(stem.pool_padding, name="stem.pool_pad", **common))
     pool_padding = "valid" if isinstance(stem.pool_padding, int) else stem.pool_padding
     layers.append(
         _compat.max_pool2d(
-            pool_size=stem.pool_size, strides=stem.pool_strides, padding=pool_padding,
-            name="stem.pool", **common,
+            pool_size=stem.pool_size,
+            strides=stem.pool_strides,
+            padding=pool_padding,
+            name="stem.pool",
+            **common,
         )
     )
     return layers
@@ -268,7 +286,9 @@ class Entry(keras.layers.Layer):
     It also records which variant the model was built from, so the name survives a save/load.
     """
 
-    def __init__(self, input_format="channels_last", data_format="channels_last", variant=None, **kwargs):
+    def __init__(
+        self, input_format="channels_last", data_format="channels_last", variant=None, **kwargs
+    ):
         super().__init__(**kwargs)
         self.input_format = normalize_data_format(input_format, "input_format")
         self.data_format = normalize_data_format(data_format)

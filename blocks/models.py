@@ -47,10 +47,9 @@ def _format_shape(shape) -> str:
 
 def check_input_shape(input_shape, input_format: str, arch: Optional[Arch] = None) -> tuple:
     """Validate a model's per-example input shape, (H, W, C) or (C, H, W) by `input_format`."""
+
     def is_size(d):
-        return d is None or (
-            isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0
-        )
+        return d is None or (isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0)
 
     ok = (
         isinstance(input_shape, (tuple, list))
@@ -58,7 +57,11 @@ def check_input_shape(input_shape, input_format: str, arch: Optional[Arch] = Non
         and all(is_size(d) for d in input_shape)
     )
     shape = tuple(None if d is None else int(d) for d in input_shape) if ok else ()
-    layout = "(height, width, channels)" if input_format == "channels_last" else "(channels, height, width)"
+    layout = (
+        "(height, width, channels)"
+        if input_format == "channels_last"
+        else "(channels, height, width)"
+    )
     if not ok:
         raise ValueError(
             f"Invalid input_shape. Expected 3 positive ints {layout} for "
@@ -91,9 +94,15 @@ def check_images(x, *, expected: tuple, input_format: str, who: str):
         dtype = tf.as_dtype(x.dtype)
     except TypeError:
         dtype = None
-    layout = "(batch, height, width, channels)" if input_format == "channels_last" else "(batch, channels, height, width)"
+    layout = (
+        "(batch, height, width, channels)"
+        if input_format == "channels_last"
+        else "(batch, channels, height, width)"
+    )
     want = f"{layout} = {_format_shape((None,) + tuple(expected))} [input_format={input_format!r}]"
-    received = f"input with shape {_format_shape(shape)} and dtype {getattr(dtype, 'name', x.dtype)}"
+    received = (
+        f"input with shape {_format_shape(shape)} and dtype {getattr(dtype, 'name', x.dtype)}"
+    )
     if len(shape) != 4:
         raise ValueError(
             f"Invalid input rank for {who}: expected a 4D batch of images {want}; "
@@ -108,9 +117,7 @@ def check_images(x, *, expected: tuple, input_format: str, who: str):
         )
     for got, want_size in zip(shape[1:], expected):
         if got is not None and want_size is not None and got != want_size:
-            raise ValueError(
-                f"Invalid input size for {who}: expected {want}; Received: {received}"
-            )
+            raise ValueError(f"Invalid input size for {who}: expected {want}; Received: {received}")
     if dtype is None or not dtype.is_floating:
         raise ValueError(
             f"Invalid input dtype for {who}: expected a floating-point dtype "
@@ -120,7 +127,7 @@ def check_images(x, *, expected: tuple, input_format: str, who: str):
 
 
 class _ChecksImages:
-    """Validates the images a model is called on before Keras sees them, the same in every variant."""
+    """Checks the images a model is called on before Keras sees them, alike in every variant."""
 
     def __call__(self, inputs, *args, **kwargs):
         check_images(
@@ -175,8 +182,11 @@ class ResNet(_ChecksImages, keras.Model):
         fmt = spec.data_format
         self.entry = Entry(self.input_format, fmt, variant=spec.name, dtype=policy, name="entry")
         self.stem = stem_layers(
-            arch_spec.stem, data_format=fmt, bn_momentum=arch_spec.bn_momentum,
-            bn_epsilon=arch_spec.bn_epsilon, dtype=policy,
+            arch_spec.stem,
+            data_format=fmt,
+            bn_momentum=arch_spec.bn_momentum,
+            bn_epsilon=arch_spec.bn_epsilon,
+            dtype=policy,
         )
         kwargs = _block_kwargs(arch_spec, fmt, policy)
         self.body = [spec.block(p.filters, p.strides, name=p.name, **kwargs) for p in plan(depth)]
@@ -275,7 +285,9 @@ def build_resnet(
 
         hwc = shape if input_format == "channels_last" else (shape[1], shape[2], shape[0])
         variant = resolve_auto(
-            arch=arch_spec.name, input_shape=hwc, dtype_policy=dtype_policy,
+            arch=arch_spec.name,
+            input_shape=hwc,
+            dtype_policy=dtype_policy,
             pick_on_miss=pick_on_miss,
         )
     spec = get_variant(variant)
@@ -286,14 +298,21 @@ def build_resnet(
             f"Invalid num_classes. Expected a positive int; Received: num_classes={num_classes!r}"
         )
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise ValueError(f"Invalid seed. Expected a non-negative int or None; Received: seed={seed!r}")
+        raise ValueError(
+            f"Invalid seed. Expected a non-negative int or None; Received: seed={seed!r}"
+        )
     policy = resolve_policy(dtype_policy)
     if spec.check_device is not None:
         spec.check_device(policy.compute_dtype)
 
     if spec.model == "subclassed":
         model = ResNet(
-            spec.name, depth, arch_spec, shape, num_classes, input_format,
+            spec.name,
+            depth,
+            arch_spec,
+            shape,
+            num_classes,
+            input_format,
             _compat.policy_name(policy),
         )
         model.build((None, *shape))
@@ -302,8 +321,11 @@ def build_resnet(
         inputs = keras.Input(shape=shape, name="images")
         x = Entry(input_format, fmt, variant=spec.name, dtype=policy, name="entry")(inputs)
         for layer in stem_layers(
-            arch_spec.stem, data_format=fmt, bn_momentum=arch_spec.bn_momentum,
-            bn_epsilon=arch_spec.bn_epsilon, dtype=policy,
+            arch_spec.stem,
+            data_format=fmt,
+            bn_momentum=arch_spec.bn_momentum,
+            bn_epsilon=arch_spec.bn_epsilon,
+            dtype=policy,
         ):
             x = layer(x)
         kwargs = _block_kwargs(arch_spec, fmt, policy)
@@ -356,8 +378,14 @@ def resnet18(
         blocks.devices.DeviceError: the current device lacks a kernel the variant needs.
     """
     return build_resnet(
-        variant, 18, arch=arch, input_shape=input_shape, num_classes=num_classes,
-        dtype_policy=dtype_policy, seed=seed, input_format=input_format,
+        variant,
+        18,
+        arch=arch,
+        input_shape=input_shape,
+        num_classes=num_classes,
+        dtype_policy=dtype_policy,
+        seed=seed,
+        input_format=input_format,
         pick_on_miss=pick_on_miss,
     )
 
@@ -375,8 +403,14 @@ def resnet34(
 ):
     """ResNet34: `resnet18` with stages of (3, 4, 6, 3) blocks; same arguments."""
     return build_resnet(
-        variant, 34, arch=arch, input_shape=input_shape, num_classes=num_classes,
-        dtype_policy=dtype_policy, seed=seed, input_format=input_format,
+        variant,
+        34,
+        arch=arch,
+        input_shape=input_shape,
+        num_classes=num_classes,
+        dtype_policy=dtype_policy,
+        seed=seed,
+        input_format=input_format,
         pick_on_miss=pick_on_miss,
     )
 
@@ -406,7 +440,9 @@ def block_model(
         spec.check_device(policy.compute_dtype)
     inputs = keras.Input(shape=shape, name="images")
     x = Entry(input_format, spec.data_format, variant=spec.name, dtype=policy, name="entry")(inputs)
-    x = spec.block(filters, strides, name=name, **_block_kwargs(arch_spec, spec.data_format, policy))(x)
+    x = spec.block(
+        filters, strides, name=name, **_block_kwargs(arch_spec, spec.data_format, policy)
+    )(x)
     # Hand results back in the caller's layout, so every variant's output compares directly.
     x = Entry(spec.data_format, input_format, dtype=policy, name="exit")(x)
     return _functional_model(inputs, x, name=f"{spec.name}_block")

@@ -125,9 +125,15 @@ def decide(samples: dict, *, complexity: Optional[dict] = None, ci=None) -> tupl
     interval = cis[runner_up]
     level = f"{int(CONFIDENCE * 100)}% CI"
     if interval[0] > 1.0:
-        return fastest, fastest, True, interval, (
-            f"{fastest} is clearly ahead: {interval[0]:.3f}-{interval[1]:.3f}x faster than "
-            f"{runner_up} ({level})"
+        return (
+            fastest,
+            fastest,
+            True,
+            interval,
+            (
+                f"{fastest} is clearly ahead: {interval[0]:.3f}-{interval[1]:.3f}x faster than "
+                f"{runner_up} ({level})"
+            ),
         )
     tied = [fastest] + [v for v in order[1:] if cis[v][0] <= 1.0]
     winner = min(tied, key=lambda v: (complexity.get(v, 99), v))
@@ -176,7 +182,10 @@ def _validate(device, mode, batch_size, dtype_policy, arch, input_shape, variant
     if not names:
         raise ValueError("Expected at least one variant; Received: variants=[]")
     if budget_s is not None and not (isinstance(budget_s, (int, float)) and budget_s > 0):
-        raise ValueError(f"Invalid budget_s. Expected a positive number of seconds; Received: budget_s={budget_s!r}")
+        raise ValueError(
+            "Invalid budget_s. Expected a positive number of seconds; "
+            f"Received: budget_s={budget_s!r}"
+        )
     return device, arch_spec.name, shape, names
 
 
@@ -244,9 +253,13 @@ def pick(
         for name, step in steps.items():  # interleaved: drift hits every variant alike
             samples[name].extend(timing.time_calls(step.run, 1))
         elapsed = time.perf_counter() - timed_start
-        report(len(names) + int(len(names) * (r + 1) / rounds), total,
-               f"timing round {r + 1}/{rounds}", time.perf_counter() - start,
-               elapsed / (r + 1) * (rounds - r - 1))
+        report(
+            len(names) + int(len(names) * (r + 1) / rounds),
+            total,
+            f"timing round {r + 1}/{rounds}",
+            time.perf_counter() - start,
+            elapsed / (r + 1) * (rounds - r - 1),
+        )
 
     complexity = {n: VARIANTS[n].complexity for n in steps if n in VARIANTS}
     winner, fastest, clear, ci, decision = decide(samples, complexity=complexity)
@@ -260,12 +273,26 @@ def pick(
         ranked[name].speedup_vs_subclassed = round(ref / stats["median_s"], 3) if ref else None
         ranked[name].rounds = len(s)
         ranked[name].samples_s = [round(x, 6) for x in s]
-    order = sorted(ranked.values(), key=lambda r: (r.images_per_sec is None, -(r.images_per_sec or 0)))
-    key = make_key(device, mode=mode, batch_size=batch_size, dtype_policy=dtype_policy, arch=arch,
-                   input_shape=shape, variants=names)
+    order = sorted(
+        ranked.values(), key=lambda r: (r.images_per_sec is None, -(r.images_per_sec or 0))
+    )
+    key = make_key(
+        device,
+        mode=mode,
+        batch_size=batch_size,
+        dtype_policy=dtype_policy,
+        arch=arch,
+        input_shape=shape,
+        variants=names,
+    )
     result = PickResult(
-        key=key, ranking=order, winner=winner, fastest=fastest, clearly_ahead=clear,
-        ratio_ci=ci, decision=decision,
+        key=key,
+        ranking=order,
+        winner=winner,
+        fastest=fastest,
+        clearly_ahead=clear,
+        ratio_ci=ci,
+        decision=decision,
         measured_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     )
     report(total, total, "done", time.perf_counter() - start, 0.0)
@@ -274,14 +301,29 @@ def pick(
     return result
 
 
-def cached(device=None, *, mode="inference", batch_size=64, dtype_policy="float32", arch="seed",
-           input_shape=None, variants=None) -> Optional[PickResult]:
+def cached(
+    device=None,
+    *,
+    mode="inference",
+    batch_size=64,
+    dtype_policy="float32",
+    arch="seed",
+    input_shape=None,
+    variants=None,
+) -> Optional[PickResult]:
     """The cached PickResult for this configuration, or None."""
     device, arch, shape, names = _validate(
         device, mode, batch_size, dtype_policy, arch, input_shape, variants, None
     )
-    key = make_key(device, mode=mode, batch_size=batch_size, dtype_policy=dtype_policy, arch=arch,
-                   input_shape=shape, variants=names)
+    key = make_key(
+        device,
+        mode=mode,
+        batch_size=batch_size,
+        dtype_policy=dtype_policy,
+        arch=arch,
+        input_shape=shape,
+        variants=names,
+    )
     entry = cache.load(key)
     if entry is None:
         return None
@@ -307,8 +349,9 @@ def resolve_auto(*, arch, input_shape, dtype_policy, pick_on_miss: bool) -> str:
     from blocks.models import resolve_policy
 
     policy = resolve_policy(dtype_policy).name
-    options = dict(mode="inference", batch_size=64, dtype_policy=policy, arch=arch,
-                   input_shape=input_shape)
+    options = dict(
+        mode="inference", batch_size=64, dtype_policy=policy, arch=arch, input_shape=input_shape
+    )
     hit = cached(**options)
     if hit is not None and hit.winner in VARIANTS:
         return hit.winner
@@ -326,9 +369,17 @@ def resolve_auto(*, arch, input_shape, dtype_policy, pick_on_miss: bool) -> str:
     return DEFAULT_VARIANT
 
 
-def pick_from_benchmarks(path, device=None, *, mode="inference", batch_size=64,
-                         dtype_policy="float32", arch="seed", input_shape=None,
-                         variants=None) -> PickResult:
+def pick_from_benchmarks(
+    path,
+    device=None,
+    *,
+    mode="inference",
+    batch_size=64,
+    dtype_policy="float32",
+    arch="seed",
+    input_shape=None,
+    variants=None,
+) -> PickResult:
     """Pick from a saved pytest-benchmark JSON run (`pytest bench/ --benchmark-json=FILE`).
 
     Uses the raw timings when the run kept them (--benchmark-save-data: bootstrap, as `pick`),
@@ -348,10 +399,14 @@ def pick_from_benchmarks(path, device=None, *, mode="inference", batch_size=64,
             continue
         groups.add(row["group"])
         if (
-            info["mode"] != mode or info["batch_size"] != batch_size
-            or info["dtype_policy"] != dtype_policy or info["arch"] != arch
-            or (device and info["device"] != device) or (size and info["image_size"] != size)
-            or info["variant"].endswith("[eager]") or (names and info["variant"] not in names)
+            info["mode"] != mode
+            or info["batch_size"] != batch_size
+            or info["dtype_policy"] != dtype_policy
+            or info["arch"] != arch
+            or (device and info["device"] != device)
+            or (size and info["image_size"] != size)
+            or info["variant"].endswith("[eager]")
+            or (names and info["variant"] not in names)
         ):
             continue
         found[info["variant"]] = row
@@ -359,11 +414,15 @@ def pick_from_benchmarks(path, device=None, *, mode="inference", batch_size=64,
         raise ValueError(
             f"No benchmark in {os.fspath(path)!r} matches mode={mode!r}, batch_size={batch_size}, "
             f"dtype_policy={dtype_policy!r}, arch={arch!r}"
-            + (f", device={device!r}" if device else "") + (f", image size {size}" if size else "")
+            + (f", device={device!r}" if device else "")
+            + (f", image size {size}" if size else "")
             + f". Groups in the file: {sorted(groups)}"
         )
     first = next(iter(found.values()))["extra_info"]
-    if len({(r["extra_info"]["device"], r["extra_info"]["image_size"]) for r in found.values()}) > 1:
+    if (
+        len({(r["extra_info"]["device"], r["extra_info"]["image_size"]) for r in found.values()})
+        > 1
+    ):
         raise ValueError(
             "Several devices or image sizes match; choose one with --device / --image-size. "
             f"Groups: {sorted({r['group'] for r in found.values()})}"
@@ -378,23 +437,38 @@ def pick_from_benchmarks(path, device=None, *, mode="inference", batch_size=64,
     ranking = []
     for v, r in sorted(found.items(), key=lambda item: item[1]["stats"]["median"]):
         st = r["stats"]
-        ranking.append(Ranked(
-            variant=v,
-            images_per_sec=round(batch_size / st["median"], 2),
-            q1_images_per_sec=round(batch_size / st["q3"], 2),
-            q3_images_per_sec=round(batch_size / st["q1"], 2),
-            speedup_vs_subclassed=round(ref["stats"]["median"] / st["median"], 3) if ref else None,
-            rounds=st["rounds"],
-            compile_s=r["extra_info"].get("compile_s"),
-        ))
+        ranking.append(
+            Ranked(
+                variant=v,
+                images_per_sec=round(batch_size / st["median"], 2),
+                q1_images_per_sec=round(batch_size / st["q3"], 2),
+                q3_images_per_sec=round(batch_size / st["q1"], 2),
+                speedup_vs_subclassed=round(ref["stats"]["median"] / st["median"], 3)
+                if ref
+                else None,
+                rounds=st["rounds"],
+                compile_s=r["extra_info"].get("compile_s"),
+            )
+        )
     key = {
         "device": {"name": first.get("device_name"), "kind": first["device"].split(":")[0]},
-        "tf": first.get("tf_version"), "keras": first.get("keras_version"), "arch": arch,
-        "input_shape": [first["image_size"], first["image_size"], 3], "batch_size": batch_size,
-        "mode": mode, "dtype_policy": dtype_policy, "variants": sorted(found),
+        "tf": first.get("tf_version"),
+        "keras": first.get("keras_version"),
+        "arch": arch,
+        "input_shape": [first["image_size"], first["image_size"], 3],
+        "batch_size": batch_size,
+        "mode": mode,
+        "dtype_policy": dtype_policy,
+        "variants": sorted(found),
     }
     return PickResult(
-        key=key, ranking=ranking, winner=winner, fastest=fastest, clearly_ahead=clear,
-        ratio_ci=ci, decision=decision + ("" if raw else " (from medians and IQRs)"),
-        measured_at=str(first.get("datetime", "")) or "saved run", source=f"file {os.fspath(path)}",
+        key=key,
+        ranking=ranking,
+        winner=winner,
+        fastest=fastest,
+        clearly_ahead=clear,
+        ratio_ci=ci,
+        decision=decision + ("" if raw else " (from medians and IQRs)"),
+        measured_at=str(first.get("datetime", "")) or "saved run",
+        source=f"file {os.fspath(path)}",
     )

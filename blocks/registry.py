@@ -88,7 +88,8 @@ class Registry(Mapping):
         if variant.name in self._variants:
             raise ValueError(
                 f"A variant named {variant.name!r} is already registered "
-                f"({self._variants[variant.name].block!r}); Received a second one: {variant.block!r}"
+                f"({self._variants[variant.name].block!r}); "
+                f"Received a second one: {variant.block!r}"
             )
         self._variants[variant.name] = variant
         return variant
@@ -101,7 +102,8 @@ class Registry(Mapping):
             return self._variants[name]
         except (KeyError, TypeError):
             raise UnknownVariantError(
-                f"Unknown variant. Expected one of {list(self._variants)}; Received: variant={name!r}"
+                f"Unknown variant. Expected one of {list(self._variants)}; "
+                f"Received: variant={name!r}"
             ) from None
 
     def __iter__(self) -> Iterator[str]:

@@ -57,7 +57,9 @@ def annotate(rows) -> None:
             info = r["extra_info"]
             info["images_per_sec"] = round(info["batch_size"] / r["stats"]["median"], 2)
             if ref is not None:
-                info["speedup_vs_subclassed"] = round(ref["stats"]["median"] / r["stats"]["median"], 3)
+                info["speedup_vs_subclassed"] = round(
+                    ref["stats"]["median"] / r["stats"]["median"], 3
+                )
 
 
 def _ips_spread(row) -> tuple:
@@ -85,7 +87,7 @@ HEADER = ["variant", "img/s", "IQR img/s", "speedup", "eff.", "compile s", "roun
 
 
 def markdown(rows) -> str:
-    """One Markdown table per group: variant, img/s median with IQR, speedup, efficiency, compile."""
+    """A Markdown table per group: variant, img/s median with IQR, speedup, efficiency, compile."""
     parts = []
     for group, members in groups(rows).items():
         ceiling = members[0]["extra_info"].get("ceiling_gflops_per_sec")
@@ -126,8 +128,12 @@ def plot(rows, path) -> str:
     if not grouped:
         raise ValueError("No model benchmarks in the results: nothing to plot.")
     n = len(grouped)
-    fig, axes = plt.subplots(n, 1, figsize=(9, 1.2 + 0.45 * sum(len(m) for m in grouped.values()) + 0.6 * n),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        n,
+        1,
+        figsize=(9, 1.2 + 0.45 * sum(len(m) for m in grouped.values()) + 0.6 * n),
+        squeeze=False,
+    )
     for ax, (group, members) in zip(axes[:, 0], grouped.items()):
         names = [r["extra_info"]["variant"] for r in members][::-1]
         spread = [_ips_spread(r) for r in members][::-1]

@@ -37,15 +37,22 @@ class Workload:
 
     def __post_init__(self):
         if self.mode not in MODES:
-            raise ValueError(f"Unknown mode. Expected one of {list(MODES)}; Received: mode={self.mode!r}")
+            raise ValueError(
+                f"Unknown mode. Expected one of {list(MODES)}; Received: mode={self.mode!r}"
+            )
         if self.execution not in EXECUTIONS:
             raise ValueError(
                 f"Unknown execution. Expected one of {list(EXECUTIONS)}; "
                 f"Received: execution={self.execution!r}"
             )
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size <= 0:
+        if (
+            isinstance(self.batch_size, bool)
+            or not isinstance(self.batch_size, int)
+            or self.batch_size <= 0
+        ):
             raise ValueError(
-                f"Invalid batch size. Expected a positive int; Received: batch_size={self.batch_size!r}"
+                "Invalid batch size. Expected a positive int; "
+                f"Received: batch_size={self.batch_size!r}"
             )
 
     @property
@@ -65,7 +72,9 @@ class Workload:
     def group(self) -> str:
         """Variants that race each other: same device, arch, size, mode, policy and batch."""
         h, w, _ = self.input_shape()
-        return f"{self.device} {self.arch} {h}x{w} {self.mode} {self.dtype_policy} b{self.batch_size}"
+        return (
+            f"{self.device} {self.arch} {h}x{w} {self.mode} {self.dtype_policy} b{self.batch_size}"
+        )
 
 
 @dataclasses.dataclass
@@ -102,8 +111,11 @@ def prepare(workload: Workload, *, seed: int = 0, warmup: int = 2) -> Step:
     try:
         with tf.device(device):
             model = blocks.resnet18(
-                workload.variant, arch=workload.arch, input_shape=(h, w, c),
-                dtype_policy=workload.dtype_policy, seed=seed,
+                workload.variant,
+                arch=workload.arch,
+                input_shape=(h, w, c),
+                dtype_policy=workload.dtype_policy,
+                seed=seed,
             )
             rng = tf.random.Generator.from_seed(seed)
             x = rng.uniform((workload.batch_size, h, w, c), dtype=tf.float32)
@@ -127,7 +139,11 @@ def prepare(workload: Workload, *, seed: int = 0, warmup: int = 2) -> Step:
             f"batch {workload.batch_size} does not fit in {device}'s memory "
             f"({workload.group}); TF said: {e.message.splitlines()[0]}"
         ) from e
-    except (tf.errors.UnimplementedError, tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as e:
+    except (
+        tf.errors.UnimplementedError,
+        tf.errors.InvalidArgumentError,
+        tf.errors.NotFoundError,
+    ) as e:
         if "kernel" not in e.message.lower() and "support" not in e.message.lower():
             raise
         raise Unsupported(
@@ -179,8 +195,9 @@ def time_calls(run: Callable[[], object], rounds: int) -> list:
     return samples
 
 
-def calibrate_rounds(run: Callable[[], object], *, target_s: float = 4.0, min_rounds: int = 5,
-                     max_rounds: int = 200) -> int:
+def calibrate_rounds(
+    run: Callable[[], object], *, target_s: float = 4.0, min_rounds: int = 5, max_rounds: int = 200
+) -> int:
     """Enough rounds for a stable median within about `target_s` of timed work."""
     one = min(time_calls(run, 2))
     return int(min(max_rounds, max(min_rounds, math.ceil(target_s / max(one, 1e-6)))))

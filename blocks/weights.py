@@ -137,9 +137,7 @@ def import_weights(model, weights) -> None:
                 "Nothing was assigned."
             )
         if not np.all(np.isfinite(value)):
-            raise ValueError(
-                f"Weight {key!r} holds NaN or infinite values. Nothing was assigned."
-            )
+            raise ValueError(f"Weight {key!r} holds NaN or infinite values. Nothing was assigned.")
         staged.append((variable, value.astype(_numpy_dtype(variable), copy=False)))
     backup = [(variable, _read(variable)) for variable, _ in staged]
     try:

@@ -67,7 +67,12 @@ def rel_err(actual, desired, floor: float = 0.0) -> float:
 
 
 def assert_close(
-    actual, desired, policy: str, what: str, kind: str = "output", floor: float = 0.0,
+    actual,
+    desired,
+    policy: str,
+    what: str,
+    kind: str = "output",
+    floor: float = 0.0,
     degenerate: bool = False,
 ):
     """Assert ||a - b|| / max(||b||, floor) <= TOLERANCE[policy]; NaN or inf always fails."""
@@ -81,7 +86,12 @@ def assert_close(
 
 
 def assert_dict_close(
-    actual: dict, desired: dict, policy: str, what: str, kind: str, degenerate: bool = False,
+    actual: dict,
+    desired: dict,
+    policy: str,
+    what: str,
+    kind: str,
+    degenerate: bool = False,
     zero_keys=(),
 ) -> float:
     """Per-key `assert_close`, each key floored at FAMILY_FLOOR[policy] x the largest norm.
@@ -94,7 +104,9 @@ def assert_dict_close(
     worst = 0.0
     for key in desired:
         floor = (1.0 if key in zero_keys else FAMILY_FLOOR[policy]) * scale
-        err = assert_close(actual[key], desired[key], policy, f"{what} {key!r}", kind, floor, degenerate)
+        err = assert_close(
+            actual[key], desired[key], policy, f"{what} {key!r}", kind, floor, degenerate
+        )
         worst = max(worst, err)
     return worst
 
@@ -168,7 +180,9 @@ def images(rng: np.random.Generator, shape) -> np.ndarray:
 
 
 def run(model, x, training: bool, graph: bool = False) -> np.ndarray:
-    fn = (lambda t: model(t, training=training))
+    def fn(t):
+        return model(t, training=training)
+
     if graph:
         fn = tf.function(fn)
     return np.asarray(fn(tf.constant(x)), np.float32)

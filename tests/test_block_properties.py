@@ -20,6 +20,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import blocks
+
 from strategies import block_cases
 from support import (
     DEGENERATE_BN,
@@ -92,18 +93,28 @@ def _check_variant(variant, case, policy, graph):
     bn_count = case["batch"] * -(-case["height"] // s) * -(-case["width"] // s)
     degenerate = bn_count < DEGENERATE_BN
     assert_close(
-        run(model, x, training=True, graph=graph), train_out, policy, f"{what} training output",
-        "training output", degenerate=degenerate,
+        run(model, x, training=True, graph=graph),
+        train_out,
+        policy,
+        f"{what} training output",
+        "training output",
+        degenerate=degenerate,
     )
     blocks.import_weights(model, weights)
     _, got_grads = train_step(model, x, cotangent, graph=graph)
     if policy == "float32":
         zero = zero_gradient_keys(grads, case["arch"])
-        assert_dict_close(got_grads, grads, policy, f"{what} gradient", "gradient", degenerate, zero)
+        assert_dict_close(
+            got_grads, grads, policy, f"{what} gradient", "gradient", degenerate, zero
+        )
     else:
         assert_mixed_gradients(got_grads, grads, policy, f"{what} gradient")
     assert_dict_close(
-        blocks.export_weights(model), after, policy, f"{what} weights after a step", "after step",
+        blocks.export_weights(model),
+        after,
+        policy,
+        f"{what} weights after a step",
+        "after step",
         degenerate,
     )
 

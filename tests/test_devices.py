@@ -8,6 +8,7 @@ import sys
 import pytest
 
 import blocks
+
 from support import runnable
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -23,8 +24,11 @@ def test_nchw_error_names_the_device_version_and_dtype():
     """With oneDNN off, TF has no NCHW Conv2D on the CPU: building says so, before any graph runs."""
     code = "import blocks; blocks.resnet18('nchw')"
     result = subprocess.run(
-        [sys.executable, "-c", code], env=_env(TF_ENABLE_ONEDNN_OPTS="0"),
-        capture_output=True, text=True, timeout=300,
+        [sys.executable, "-c", code],
+        env=_env(TF_ENABLE_ONEDNN_OPTS="0"),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode != 0
     assert re.search(
@@ -38,8 +42,11 @@ def test_nchw_error_names_the_device_version_and_dtype():
 def test_other_variants_build_without_onednn():
     code = "import blocks; [blocks.resnet18(v) for v in ('subclassed', 'functional', 'xla')]; print('ok')"
     result = subprocess.run(
-        [sys.executable, "-c", code], env=_env(TF_ENABLE_ONEDNN_OPTS="0"),
-        capture_output=True, text=True, timeout=300,
+        [sys.executable, "-c", code],
+        env=_env(TF_ENABLE_ONEDNN_OPTS="0"),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
 
@@ -52,9 +59,22 @@ def test_nchw_suite_with_onednn_on():
         pytest.skip("nchw runs in this process; its tests ran here")
     files = ["test_block_properties.py", "test_models.py", "test_weights.py", "test_errors.py"]
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "nchw", "-rs",
-         *[os.path.join(HERE, f) for f in files]],
-        env=_env(TF_ENABLE_ONEDNN_OPTS="1"), capture_output=True, text=True, timeout=3000,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-k",
+            "nchw",
+            "-rs",
+            *[os.path.join(HERE, f) for f in files],
+        ],
+        env=_env(TF_ENABLE_ONEDNN_OPTS="1"),
+        capture_output=True,
+        text=True,
+        timeout=3000,
         cwd=os.path.dirname(HERE),
     )
     tail = result.stdout[-3000:]

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 import blocks
+
 from support import skip_unless_runnable
 
 
@@ -23,7 +24,10 @@ def model(variant):
 
 
 def test_unknown_arch():
-    with pytest.raises(ValueError, match=r"Unknown arch\. Expected one of \['imagenet', 'seed'\]; Received: arch='resnet'"):
+    with pytest.raises(
+        ValueError,
+        match=r"Unknown arch\. Expected one of \['imagenet', 'seed'\]; Received: arch='resnet'",
+    ):
         blocks.resnet18(arch="resnet")
 
 
@@ -39,7 +43,9 @@ def test_unknown_dtype_policy(policy):
 
 @pytest.mark.parametrize("fmt", ["NHWC", "channels-last", None])
 def test_invalid_input_format(fmt):
-    with pytest.raises(ValueError, match=rf"Invalid input_format.*Received: input_format={re.escape(repr(fmt))}"):
+    with pytest.raises(
+        ValueError, match=rf"Invalid input_format.*Received: input_format={re.escape(repr(fmt))}"
+    ):
         blocks.resnet18(input_format=fmt)
 
 
@@ -61,7 +67,10 @@ def test_invalid_input_shape(shape, message):
 
 @pytest.mark.parametrize("n", [0, -3, 2.5, True])
 def test_invalid_num_classes(n):
-    with pytest.raises(ValueError, match=rf"Invalid num_classes\. Expected a positive int; Received: num_classes={re.escape(repr(n))}"):
+    with pytest.raises(
+        ValueError,
+        match=rf"Invalid num_classes\. Expected a positive int; Received: num_classes={re.escape(repr(n))}",
+    ):
         blocks.resnet18(num_classes=n)
 
 
@@ -73,48 +82,71 @@ def test_invalid_seed(seed):
 
 @pytest.mark.parametrize("strides", [0, 3, (2, 2), True])
 def test_invalid_block_strides(variant, strides):
-    with pytest.raises(ValueError, match=rf"Invalid strides\. Expected one of \[1, 2\]; Received: strides={re.escape(repr(strides))}"):
+    with pytest.raises(
+        ValueError,
+        match=rf"Invalid strides\. Expected one of \[1, 2\]; Received: strides={re.escape(repr(strides))}",
+    ):
         variant.block(8, strides=strides)
 
 
 @pytest.mark.parametrize("data_format", ["NCHW", "channels_middle", None])
 def test_invalid_block_data_format(variant, data_format):
-    with pytest.raises(ValueError, match=rf"Invalid data_format\. Expected one of \['channels_last', 'channels_first'\]; Received: data_format={re.escape(repr(data_format))}"):
+    with pytest.raises(
+        ValueError,
+        match=rf"Invalid data_format\. Expected one of \['channels_last', 'channels_first'\]; Received: data_format={re.escape(repr(data_format))}",
+    ):
         variant.block(8, data_format=data_format)
 
 
 @pytest.mark.parametrize("filters", [0, -1, 3.0])
 def test_invalid_block_filters(variant, filters):
-    with pytest.raises(ValueError, match=rf"Invalid filters\. Expected a positive int; Received: filters={re.escape(repr(filters))}"):
+    with pytest.raises(
+        ValueError,
+        match=rf"Invalid filters\. Expected a positive int; Received: filters={re.escape(repr(filters))}",
+    ):
         variant.block(filters)
 
 
 def test_invalid_block_padding(variant):
-    with pytest.raises(ValueError, match=r"Expected one of \['same', 'symmetric'\]; Received: padding='valid'"):
+    with pytest.raises(
+        ValueError, match=r"Expected one of \['same', 'symmetric'\]; Received: padding='valid'"
+    ):
         variant.block(8, padding="valid")
 
 
 def test_wrong_input_rank(model):
     x = np.zeros((16, 16, 3), np.float32)
-    with pytest.raises(ValueError, match=r"Invalid input rank for resnet18 \(variant '\w+'\): expected a 4D batch of images \(batch, height, width, channels\) = \(None, 16, 16, 3\).*Received: input with shape \(16, 16, 3\) and dtype float32"):
+    with pytest.raises(
+        ValueError,
+        match=r"Invalid input rank for resnet18 \(variant '\w+'\): expected a 4D batch of images \(batch, height, width, channels\) = \(None, 16, 16, 3\).*Received: input with shape \(16, 16, 3\) and dtype float32",
+    ):
         model(x)
 
 
 def test_wrong_channel_count(model):
     x = np.zeros((2, 16, 16, 4), np.float32)
-    with pytest.raises(ValueError, match=r"Invalid input channels for resnet18 .*expected 3 channels on axis 3.*Received: input with shape \(2, 16, 16, 4\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"Invalid input channels for resnet18 .*expected 3 channels on axis 3.*Received: input with shape \(2, 16, 16, 4\)",
+    ):
         model(x)
 
 
 def test_channels_first_images_to_a_channels_last_model(model):
     x = np.zeros((2, 3, 16, 16), np.float32)
-    with pytest.raises(ValueError, match=r"expected 3 channels on axis 3.*Received: input with shape \(2, 3, 16, 16\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"expected 3 channels on axis 3.*Received: input with shape \(2, 3, 16, 16\)",
+    ):
         model(x)
 
 
 def test_wrong_spatial_size(model):
     x = np.zeros((2, 8, 8, 3), np.float32)
-    with pytest.raises(ValueError, match=r"Invalid input size for resnet18 .*\(None, 16, 16, 3\).*Received: input with shape \(2, 8, 8, 3\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"Invalid input size for resnet18 .*\(None, 16, 16, 3\).*Received: input with shape \(2, 8, 8, 3\)",
+    ):
         model(x)
 
 
@@ -122,7 +154,10 @@ def test_wrong_spatial_size(model):
 def test_wrong_dtype(model, dtype):
     x = np.zeros((2, 16, 16, 3), dtype)
     name = np.dtype(dtype).name
-    with pytest.raises(ValueError, match=rf"Invalid input dtype for resnet18 .*expected a floating-point dtype \(float16, bfloat16, float32, float64\); Received: input with shape \(2, 16, 16, 3\) and dtype {name}"):
+    with pytest.raises(
+        ValueError,
+        match=rf"Invalid input dtype for resnet18 .*expected a floating-point dtype \(float16, bfloat16, float32, float64\); Received: input with shape \(2, 16, 16, 3\) and dtype {name}",
+    ):
         model(x)
 
 

@@ -8,6 +8,7 @@ import tensorflow as tf
 
 import blocks
 from blocks._compat import keras
+
 from support import (
     REFERENCE,
     assert_close,
@@ -115,7 +116,9 @@ def test_imagenet_architecture():
 
 def test_resnet34_from_the_same_table():
     model = blocks.resnet34("functional", input_shape=(16, 16, 3))
-    blocks_in_model = {".".join(lyr.name.split(".")[:2]) for lyr in model.layers if lyr.name.startswith("layer")}
+    blocks_in_model = {
+        ".".join(lyr.name.split(".")[:2]) for lyr in model.layers if lyr.name.startswith("layer")
+    }
     assert len(blocks_in_model) == 3 + 4 + 6 + 3
     assert trainable_params(model) == expected_trainable_params("seed", 10, depth=34)
 
@@ -150,12 +153,20 @@ def test_resnet18_matches_float64_reference(variant, arch, graph):
     assert_close(run(model, x, False, graph), infer, "float32", f"{what} inference output")
     if not variant.trainable:
         return
-    assert_close(run(model, x, True, graph), train_out, "float32", f"{what} training output", "training output")
+    assert_close(
+        run(model, x, True, graph),
+        train_out,
+        "float32",
+        f"{what} training output",
+        "training output",
+    )
     blocks.import_weights(model, weights)
     _, got = train_step(model, x, cot, graph=graph)
     zero = zero_gradient_keys(grads, arch)
     assert_dict_close(got, grads, "float32", f"{what} gradient", "gradient", zero_keys=zero)
-    assert_dict_close(blocks.export_weights(model), after, "float32", f"{what} after step", "after step")
+    assert_dict_close(
+        blocks.export_weights(model), after, "float32", f"{what} after step", "after step"
+    )
 
 
 @pytest.mark.slow
@@ -169,11 +180,16 @@ def test_resnet18_mixed_bfloat16_matches_reference(variant):
     model = blocks.resnet18(variant.name, input_shape=SHAPES["seed"], dtype_policy="mixed_bfloat16")
     blocks.import_weights(model, weights)
     y = run(model, x, False, graph=True)
-    assert_close(y, run(ref, x, False, graph=True), "mixed_bfloat16", f"{variant.name} bf16 inference output")
+    assert_close(
+        y, run(ref, x, False, graph=True), "mixed_bfloat16", f"{variant.name} bf16 inference output"
+    )
     if variant.trainable:
         assert_close(
-            run(model, x, True, graph=True), run(ref, x, True, graph=True), "mixed_bfloat16",
-            f"{variant.name} bf16 training output", "training output",
+            run(model, x, True, graph=True),
+            run(ref, x, True, graph=True),
+            "mixed_bfloat16",
+            f"{variant.name} bf16 training output",
+            "training output",
         )
 
 
@@ -196,7 +212,12 @@ def test_channels_first_input_for_a_channels_last_variant():
     a = blocks.resnet18(REFERENCE, input_shape=(16, 16, 3), seed=1)
     b = blocks.resnet18(REFERENCE, input_shape=(3, 16, 16), input_format="channels_first", seed=1)
     x = images(rng, (2, 16, 16, 3))
-    assert_close(run(b, np.transpose(x, (0, 3, 1, 2)), False), run(a, x, False), "float32", "transposed input")
+    assert_close(
+        run(b, np.transpose(x, (0, 3, 1, 2)), False),
+        run(a, x, False),
+        "float32",
+        "transposed input",
+    )
 
 
 def _layer(model, name):
@@ -216,7 +237,9 @@ def test_dtype_policy_applies_to_the_model_only(variant, policy):
     assert y.dtype == tf.float32, "logits are float32 under every policy"
     assert np.all(np.isfinite(np.asarray(y)))
     assert all(v.dtype == tf.float32 or v.dtype == "float32" for v in model.weights)
-    expected = {"float32": "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}[policy]
+    expected = {"float32": "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}[
+        policy
+    ]
     assert _layer(model, "stem.conv").compute_dtype == expected
 
 
@@ -230,7 +253,9 @@ def test_dtype_policy_none_follows_the_global_policy():
     assert _layer(model, "stem.conv").compute_dtype == "bfloat16"
     keras.mixed_precision.set_global_policy("float16")
     try:
-        with pytest.raises(ValueError, match=r"\(the global Keras policy\).*Received: dtype_policy='float16'"):
+        with pytest.raises(
+            ValueError, match=r"\(the global Keras policy\).*Received: dtype_policy='float16'"
+        ):
             blocks.resnet18(REFERENCE)
     finally:
         keras.mixed_precision.set_global_policy(old)
@@ -249,7 +274,9 @@ def test_keras_fit_one_step(variant):
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
     rng = np.random.default_rng(0)
-    history = model.fit(images(rng, (8, 16, 16, 3)), rng.integers(0, 10, 8), batch_size=4, epochs=1, verbose=0)
+    history = model.fit(
+        images(rng, (8, 16, 16, 3)), rng.integers(0, 10, 8), batch_size=4, epochs=1, verbose=0
+    )
     assert np.isfinite(history.history["loss"][0])
     assert model.predict(images(rng, (2, 16, 16, 3)), verbose=0).shape == (2, 10)
 

@@ -123,17 +123,28 @@ def test_no_variant_can_run(monkeypatch):
         raise blocks.timing.Unsupported(f"{workload.variant}: no kernel (simulated)")
 
     monkeypatch.setattr(blocks.timing, "prepare", failing)
-    with pytest.raises(picker.PickError, match=r"No variant could run on CPU:0\. subclassed: .*no kernel"):
+    with pytest.raises(
+        picker.PickError, match=r"No variant could run on CPU:0\. subclassed: .*no kernel"
+    ):
         picker.pick(variants=["subclassed", "xla"], **TINY)
 
 
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(device="TPU:0"), r"Unknown device\. Expected one of \[.*'CPU:0'.*\] \(the devices TensorFlow .* lists here\); Received: device='TPU:0'"),
-        (dict(mode="predict"), r"Unknown mode\. Expected one of \['inference', 'train'\]; Received: mode='predict'"),
+        (
+            dict(device="TPU:0"),
+            r"Unknown device\. Expected one of \[.*'CPU:0'.*\] \(the devices TensorFlow .* lists here\); Received: device='TPU:0'",
+        ),
+        (
+            dict(mode="predict"),
+            r"Unknown mode\. Expected one of \['inference', 'train'\]; Received: mode='predict'",
+        ),
         (dict(dtype_policy="float16"), r"Received: dtype_policy='float16'"),
-        (dict(batch_size=0), r"Invalid batch size\. Expected a positive int; Received: batch_size=0"),
+        (
+            dict(batch_size=0),
+            r"Invalid batch size\. Expected a positive int; Received: batch_size=0",
+        ),
         (dict(batch_size=-4), r"Received: batch_size=-4"),
         (dict(variants=["fast"]), r"Unknown variant.*Received: variant='fast'"),
         (dict(arch="resnet"), r"Unknown arch"),
@@ -150,8 +161,13 @@ def test_bad_arguments(kwargs, message):
 
 def _result(winner="functional"):
     return picker.PickResult(
-        key={"k": 1}, ranking=[picker.Ranked(winner, 10.0, 9.0, 11.0, 1.1, 5)], winner=winner,
-        fastest=winner, clearly_ahead=True, ratio_ci=(1.1, 1.2), decision="test",
+        key={"k": 1},
+        ranking=[picker.Ranked(winner, 10.0, 9.0, 11.0, 1.1, 5)],
+        winner=winner,
+        fastest=winner,
+        clearly_ahead=True,
+        ratio_ci=(1.1, 1.2),
+        decision="test",
         measured_at="2026-01-01T00:00:00+00:00",
     )
 
@@ -159,19 +175,38 @@ def _result(winner="functional"):
 def test_cache_round_trip(private_cache):
     result = picker.pick(variants=["subclassed", "functional"], **TINY)
     assert private_cache.exists()
-    again = picker.cached(variants=["subclassed", "functional"], **{k: v for k, v in TINY.items() if k != "budget_s"})
+    again = picker.cached(
+        variants=["subclassed", "functional"], **{k: v for k, v in TINY.items() if k != "budget_s"}
+    )
     assert again is not None and again.source == "cache"
-    assert again.winner == result.winner and again.to_json()["ranking"] == result.to_json()["ranking"]
+    assert (
+        again.winner == result.winner and again.to_json()["ranking"] == result.to_json()["ranking"]
+    )
     # Another configuration is another key.
-    assert picker.cached(variants=["subclassed", "functional"], batch_size=3, input_shape=(8, 8, 3)) is None
+    assert (
+        picker.cached(variants=["subclassed", "functional"], batch_size=3, input_shape=(8, 8, 3))
+        is None
+    )
 
 
 def test_cache_key_names_device_versions_and_configuration():
-    key = picker.make_key("CPU:0", mode="train", batch_size=8, dtype_policy="float32", arch="seed",
-                          input_shape=(32, 32, 3), variants=["xla", "functional"])
+    key = picker.make_key(
+        "CPU:0",
+        mode="train",
+        batch_size=8,
+        dtype_policy="float32",
+        arch="seed",
+        input_shape=(32, 32, 3),
+        variants=["xla", "functional"],
+    )
     assert key["device"]["kind"] == "CPU" and key["device"]["name"]
     assert key["tf"] == blocks.TF_VERSION and key["keras"] == blocks.KERAS_VERSION
-    assert (key["mode"], key["batch_size"], key["arch"], key["input_shape"]) == ("train", 8, "seed", [32, 32, 3])
+    assert (key["mode"], key["batch_size"], key["arch"], key["input_shape"]) == (
+        "train",
+        8,
+        "seed",
+        [32, 32, 3],
+    )
     assert key["variants"] == ["functional", "xla"]
 
 
@@ -233,16 +268,25 @@ def test_two_processes_writing_at_once_lose_nothing(private_cache):
 
 
 def test_auto_uses_the_cached_winner():
-    key = picker.make_key(picker.default_device(), mode="inference", batch_size=64,
-                          dtype_policy="float32", arch="seed", input_shape=(16, 16, 3),
-                          variants=list(blocks.VARIANTS))
+    key = picker.make_key(
+        picker.default_device(),
+        mode="inference",
+        batch_size=64,
+        dtype_policy="float32",
+        arch="seed",
+        input_shape=(16, 16, 3),
+        variants=list(blocks.VARIANTS),
+    )
     cache.store(key, _result("functional").to_json())
     model = blocks.resnet18("auto", input_shape=(16, 16, 3), dtype_policy="float32")
     assert model.variant == "functional"
 
 
 def test_auto_on_a_miss_warns_and_uses_the_default():
-    with pytest.warns(picker.AutoVariantWarning, match=r"no cached pick .*using 'subclassed'.*python -m blocks pick --arch seed --image-size 16"):
+    with pytest.warns(
+        picker.AutoVariantWarning,
+        match=r"no cached pick .*using 'subclassed'.*python -m blocks pick --arch seed --image-size 16",
+    ):
         model = blocks.resnet18("auto", input_shape=(16, 16, 3), dtype_policy="float32")
     assert model.variant == "subclassed"
 
@@ -255,7 +299,9 @@ def test_auto_on_a_miss_can_measure_first(monkeypatch):
         return _result("functional")
 
     monkeypatch.setattr(picker, "pick", fake_pick)
-    model = blocks.resnet18("auto", input_shape=(16, 16, 3), dtype_policy="float32", pick_on_miss=True)
+    model = blocks.resnet18(
+        "auto", input_shape=(16, 16, 3), dtype_policy="float32", pick_on_miss=True
+    )
     assert model.variant == "functional"
     assert calls and calls[0]["batch_size"] == 64 and calls[0]["mode"] == "inference"
 
@@ -273,17 +319,34 @@ def test_auto_survives_a_corrupt_cache(private_cache):
 
 def _cli(*args, env_cache):
     env = dict(os.environ, **{cache.ENV_VAR: str(env_cache), "TF_CPP_MIN_LOG_LEVEL": "2"})
-    return subprocess.run([sys.executable, "-m", "blocks", *args], env=env, capture_output=True,
-                          text=True, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "blocks", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 def test_cli_pick_json_then_cached(private_cache):
-    args = ["pick", "--batch-size", "2", "--image-size", "8", "--budget-s", "0.5",
-            "--variants", "subclassed,functional"]
+    args = [
+        "pick",
+        "--batch-size",
+        "2",
+        "--image-size",
+        "8",
+        "--budget-s",
+        "0.5",
+        "--variants",
+        "subclassed,functional",
+    ]
     first = _cli(*args, "--json", env_cache=private_cache)
     assert first.returncode == 0, first.stderr
     data = json.loads(first.stdout)
-    assert data["source"] == "measured" and {r["variant"] for r in data["ranking"]} == {"subclassed", "functional"}
+    assert data["source"] == "measured" and {r["variant"] for r in data["ranking"]} == {
+        "subclassed",
+        "functional",
+    }
     second = _cli(*args, env_cache=private_cache)
     assert second.returncode == 0, second.stderr
     assert "[cache," in second.stdout and f"winner: {data['winner']}" in second.stdout
@@ -297,41 +360,66 @@ def test_cli_bad_arguments(private_cache):
 
 
 def _benchmark_row(variant, median, iqr, rounds=20, data=None):
-    stats = {"median": median, "iqr": iqr, "q1": median - iqr / 2, "q3": median + iqr / 2,
-             "rounds": rounds}
+    stats = {
+        "median": median,
+        "iqr": iqr,
+        "q1": median - iqr / 2,
+        "q3": median + iqr / 2,
+        "rounds": rounds,
+    }
     if data is not None:
         stats["data"] = data
     return {
         "group": "CPU:0 seed 32x32 inference float32 b64",
         "name": f"test_resnet18[{variant}]",
         "stats": stats,
-        "extra_info": {"variant": variant, "mode": "inference", "batch_size": 64,
-                       "dtype_policy": "float32", "arch": "seed", "image_size": 32,
-                       "device": "CPU:0", "device_name": "test CPU", "tf_version": "x",
-                       "keras_version": "y", "compile_s": 1.0},
+        "extra_info": {
+            "variant": variant,
+            "mode": "inference",
+            "batch_size": 64,
+            "dtype_policy": "float32",
+            "arch": "seed",
+            "image_size": 32,
+            "device": "CPU:0",
+            "device_name": "test CPU",
+            "tf_version": "x",
+            "keras_version": "y",
+            "compile_s": 1.0,
+        },
     }
 
 
 def test_pick_from_saved_benchmarks(tmp_path, private_cache):
-    rows = [_benchmark_row("subclassed", 0.5, 0.01), _benchmark_row("xla", 0.4, 0.01),
-            _benchmark_row("functional", 0.41, 0.2),
-            _benchmark_row("subclassed[eager]", 2.0, 0.1)]
+    rows = [
+        _benchmark_row("subclassed", 0.5, 0.01),
+        _benchmark_row("xla", 0.4, 0.01),
+        _benchmark_row("functional", 0.41, 0.2),
+        _benchmark_row("subclassed[eager]", 2.0, 0.1),
+    ]
     path = tmp_path / "run.json"
     path.write_text(json.dumps({"benchmarks": rows}))
     result = picker.pick_from_benchmarks(path)
     assert [r.variant for r in result.ranking] == ["xla", "functional", "subclassed"]
-    assert result.winner == "functional" and not result.clearly_ahead  # tie: xla vs noisy functional
+    assert (
+        result.winner == "functional" and not result.clearly_ahead
+    )  # tie: xla vs noisy functional
     out = _cli("pick", "--from-json", str(path), env_cache=private_cache)
     assert out.returncode == 0 and "winner: functional" in out.stdout, out.stderr
     missing = _cli("pick", "--from-json", str(path), "--batch-size", "8", env_cache=private_cache)
-    assert missing.returncode == 2 and "No benchmark in" in missing.stderr and "Groups in the file" in missing.stderr
+    assert (
+        missing.returncode == 2
+        and "No benchmark in" in missing.stderr
+        and "Groups in the file" in missing.stderr
+    )
 
 
 def test_pick_from_saved_benchmarks_with_raw_timings(tmp_path):
     fast = _samples(0.4, 0.01)
     slow = _samples(0.5, 0.01, seed=2)
-    rows = [_benchmark_row("subclassed", float(np.median(slow)), 0.005, data=slow),
-            _benchmark_row("xla", float(np.median(fast)), 0.004, data=fast)]
+    rows = [
+        _benchmark_row("subclassed", float(np.median(slow)), 0.005, data=slow),
+        _benchmark_row("xla", float(np.median(fast)), 0.004, data=fast),
+    ]
     path = tmp_path / "run.json"
     path.write_text(json.dumps({"benchmarks": rows}))
     result = picker.pick_from_benchmarks(path)

@@ -38,7 +38,10 @@ def test_nchw_variant_is_channels_first_and_others_are_not():
 
 
 def test_unknown_variant_lists_valid_names():
-    with pytest.raises(ValueError, match=r"Unknown variant\. Expected one of \[.*'subclassed'.*\]; Received: variant='nope'"):
+    with pytest.raises(
+        ValueError,
+        match=r"Unknown variant\. Expected one of \[.*'subclassed'.*\]; Received: variant='nope'",
+    ):
         blocks.VARIANTS["nope"]
     with pytest.raises(ValueError, match="Received: variant='nope'"):
         blocks.resnet18("nope")
@@ -75,7 +78,10 @@ def test_register_and_unregister_a_new_variant():
     "kwargs, message",
     [
         (dict(name="bad name"), r"Invalid variant name.*Received: name='bad name'"),
-        (dict(model="sequential"), r"Expected one of \['functional', 'subclassed'\]; Received: model='sequential'"),
+        (
+            dict(model="sequential"),
+            r"Expected one of \['functional', 'subclassed'\]; Received: model='sequential'",
+        ),
         (dict(data_format="NHWC"), r"Invalid data_format.*Received: data_format='NHWC'"),
         (dict(model="subclassed"), r"needs a keras.layers.Layer subclass as block"),
     ],

@@ -18,19 +18,35 @@ def _row(variant, median, group="CPU:0 seed 32x32 inference float32 b64", batch=
     return {
         "group": group,
         "name": f"test_resnet18[{variant}]",
-        "stats": {"median": median, "q1": median * 0.95, "q3": median * 1.05, "iqr": median * 0.1,
-                  "rounds": 9},
-        "extra_info": {"variant": variant, "batch_size": batch, "compile_s": 2.0,
-                       "efficiency": 0.5, "ceiling_gflops_per_sec": 120.0},
+        "stats": {
+            "median": median,
+            "q1": median * 0.95,
+            "q3": median * 1.05,
+            "iqr": median * 0.1,
+            "rounds": 9,
+        },
+        "extra_info": {
+            "variant": variant,
+            "batch_size": batch,
+            "compile_s": 2.0,
+            "efficiency": 0.5,
+            "ceiling_gflops_per_sec": 120.0,
+        },
     }
 
 
 ROWS = [
-    _row("subclassed", 0.50), _row("xla", 0.40), _row("subclassed[eager]", 1.0),
+    _row("subclassed", 0.50),
+    _row("xla", 0.40),
+    _row("subclassed[eager]", 1.0),
     _row("subclassed", 0.02, group="CPU:0 seed 32x32 inference float32 b1", batch=1),
     _row("functional", 0.025, group="CPU:0 seed 32x32 inference float32 b1", batch=1),
-    {"group": "CPU:0 ceiling float32", "name": "test_matmul_ceiling", "stats": {"median": 0.4},
-     "extra_info": {"kind": "ceiling"}},
+    {
+        "group": "CPU:0 ceiling float32",
+        "name": "test_matmul_ceiling",
+        "stats": {"median": 0.4},
+        "extra_info": {"kind": "ceiling"},
+    },
 ]
 
 
@@ -49,7 +65,7 @@ def test_tables_fit_100_columns_and_rank_fastest_first():
     report.annotate(rows)
     lines = report.text_tables(rows, width=100)
     assert all(len(line) <= 100 for line in lines)
-    b64 = lines[lines.index("CPU:0 seed 32x32 inference float32 b64") + 2:][:3]
+    b64 = lines[lines.index("CPU:0 seed 32x32 inference float32 b64") + 2 :][:3]
     assert [line.split()[0] for line in b64] == ["xla", "subclassed", "subclassed[eager]"]
     md = report.markdown(rows)
     assert "| xla | 160.0 | 152.4-168.4 | 1.25x | 50% | 2.0 | 9 |" in md
@@ -66,8 +82,12 @@ def test_chart(tmp_path):
 def test_report_command(tmp_path):
     path = tmp_path / "run.json"
     path.write_text(json.dumps({"benchmarks": ROWS}))
-    result = subprocess.run([sys.executable, "-m", "blocks", "report", str(path)],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "blocks", "report", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert "**CPU:0 seed 32x32 inference float32 b64**" in result.stdout
     assert (tmp_path / "run.png").exists()
@@ -80,8 +100,12 @@ def test_report_command(tmp_path):
 def test_report_of_a_bad_file(tmp_path, content, message):
     path = tmp_path / "bad.json"
     path.write_text(content)
-    result = subprocess.run([sys.executable, "-m", "blocks", "report", str(path)],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "blocks", "report", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 2 and message in result.stderr
 
 
@@ -89,9 +113,25 @@ def test_report_of_a_bad_file(tmp_path, content, message):
 def test_benchmark_matrix_smoke_run():
     """Every benchmark of a small matrix runs once and checks its output (no timing)."""
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "bench/", "--benchmark-disable", "-q", "-p", "no:cacheprovider",
-         "--batch-sizes", "2", "--image-size", "16", "-rs"],
-        cwd=ROOT, capture_output=True, text=True, timeout=1800,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "bench/",
+            "--benchmark-disable",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--batch-sizes",
+            "2",
+            "--image-size",
+            "16",
+            "-rs",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1800,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
     )
     tail = result.stdout[-4000:]

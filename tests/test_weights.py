@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import blocks
+
 from support import (
     REFERENCE,
     TOLERANCE,
@@ -135,7 +136,7 @@ def test_save_to_path_without_npz_suffix_writes_exactly_that_path(tmp_path):
 
 def test_seed_gives_the_same_weights_in_every_variant(arch):
     ref = None
-    for name, v in blocks.VARIANTS.items():
+    for name in blocks.VARIANTS:
         try:
             m = blocks.resnet18(name, arch=arch.name, input_shape=SHAPES[arch.name], seed=3)
         except blocks.DeviceError:
@@ -166,7 +167,10 @@ def _bad(model, mutate):
     "mutate, message",
     [
         (lambda w: w.pop("fc.bias"), r"missing keys: 'fc\.bias'.*Nothing was assigned"),
-        (lambda w: w.update({"fc.biass": np.zeros(10, np.float32)}), r"unexpected keys: 'fc\.biass'"),
+        (
+            lambda w: w.update({"fc.biass": np.zeros(10, np.float32)}),
+            r"unexpected keys: 'fc\.biass'",
+        ),
         (
             lambda w: w.update({"fc.kernel": np.zeros((512, 11), np.float32)}),
             r"Weight 'fc\.kernel' has the wrong shape: model 'resnet18' expects \(512, 10\); Received: shape \(512, 11\)",
@@ -202,7 +206,9 @@ def test_bad_weights_dict_leaves_model_unchanged(variant, mutate, message):
 
 def test_not_a_mapping():
     model = _model(REFERENCE, "seed")
-    with pytest.raises(ValueError, match=r"Expected a mapping of canonical keys.*Received: weights of type list"):
+    with pytest.raises(
+        ValueError, match=r"Expected a mapping of canonical keys.*Received: weights of type list"
+    ):
         blocks.import_weights(model, [np.zeros(3)])
 
 
@@ -281,7 +287,10 @@ def test_npz_with_wrong_keys_names_them(tmp_path):
     w["layer1.0.conv3.kernel"] = w.pop("layer1.0.conv2.kernel")
     path = tmp_path / "renamed.npz"
     np.savez(path, **w)
-    with pytest.raises(ValueError, match=r"missing keys: 'layer1\.0\.conv2\.kernel'; unexpected keys: 'layer1\.0\.conv3\.kernel'"):
+    with pytest.raises(
+        ValueError,
+        match=r"missing keys: 'layer1\.0\.conv2\.kernel'; unexpected keys: 'layer1\.0\.conv3\.kernel'",
+    ):
         blocks.load_weights(model, path)
     _unchanged(model, before)
 
@@ -295,7 +304,9 @@ def test_truncated_zip_member_is_refused(tmp_path):
     with zipfile.ZipFile(good) as zin, zipfile.ZipFile(bad, "w") as zout:
         for info in zin.infolist():
             data = zin.read(info)
-            zout.writestr(info, data[: len(data) // 2] if info.filename == "fc.kernel.npy" else data)
+            zout.writestr(
+                info, data[: len(data) // 2] if info.filename == "fc.kernel.npy" else data
+            )
     before = blocks.export_weights(model)
     with pytest.raises(ValueError, match=r"Invalid weights file .*bad\.npz"):
         blocks.load_weights(model, bad)

@@ -29,8 +29,16 @@ def basic_block(
     Args: see `blocks.layers.BlockArgs` (the one block signature).
     """
     args = BlockArgs(
-        filters, strides, use_bias, shortcut_bn, padding, bn_momentum, bn_epsilon,
-        data_format, dtype, name,
+        filters,
+        strides,
+        use_bias,
+        shortcut_bn,
+        padding,
+        bn_momentum,
+        bn_epsilon,
+        data_format,
+        dtype,
+        name,
     )
     prefix = f"{name}." if name else ""
 

@@ -19,7 +19,7 @@ register(
         data_format="channels_first",
         summary="the functional block in channels_first layout, one transpose at the model's entry",
         complexity=2,
-        wins="NVIDIA GPUs with cuDNN (its native layout); on the CPU only as fast as oneDNN makes it",
+        wins="NVIDIA GPUs with cuDNN (its native layout); on the CPU, as fast as oneDNN makes it",
         check_device=devices.check_nchw_support,
     )
 )

@@ -44,13 +44,23 @@ class BasicBlock(keras.layers.Layer):
     ):
         super().__init__(dtype=dtype, name=name, **kwargs)
         self.block_args = BlockArgs(
-            filters, strides, use_bias, shortcut_bn, padding, bn_momentum, bn_epsilon,
-            data_format, dtype=self.dtype_policy, name=name,
+            filters,
+            strides,
+            use_bias,
+            shortcut_bn,
+            padding,
+            bn_momentum,
+            bn_epsilon,
+            data_format,
+            dtype=self.dtype_policy,
+            name=name,
         )
         self.leaves = None
 
     def build(self, input_shape):
-        in_channels = in_channels_of(input_shape, self.block_args.data_format, f"Block {self.name!r}")
+        in_channels = in_channels_of(
+            input_shape, self.block_args.data_format, f"Block {self.name!r}"
+        )
         leaves = block_layers(self.block_args, in_channels)
         # Sublayers as attributes, so Keras tracks them under stable names in both Keras 2 and 3.
         self.pad1, self.conv1, self.bn1 = leaves.pad1, leaves.conv1, leaves.bn1
