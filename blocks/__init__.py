@@ -21,7 +21,15 @@ from blocks.models import (
     resnet18,
     resnet34,
 )
-from blocks.registry import VARIANTS, Registry, UnknownVariantError, Variant, get_variant, register
+from blocks.registry import (
+    VARIANTS,
+    InferenceOnlyError,
+    Registry,
+    UnknownVariantError,
+    Variant,
+    get_variant,
+    register,
+)
 from blocks.weights import (
     canonical_variables,
     export_weights,
@@ -42,6 +50,7 @@ __all__ = [
     "DeviceError",
     "FunctionalResNet",
     "IS_KERAS3",
+    "InferenceOnlyError",
     "KERAS_VERSION",
     "Registry",
     "ResNet",

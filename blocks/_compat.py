@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+from typing import Optional
 
 import tensorflow as tf
 
@@ -220,3 +221,22 @@ def build_layer(layer, input_shape) -> None:
     layer.build(input_shape)
     if not IS_KERAS3 and getattr(layer, "_build_input_shape", None) is None:
         layer._build_input_shape = tf.TensorShape(input_shape)
+
+
+def known_precision_issue(variant: str, dtype_policy: str) -> Optional[str]:
+    """Why this Keras version's gradients for `variant` miss the project's tolerances, or None.
+
+    Measured against a float64 reference (tests/test_block_properties.py, test_models.py): with
+    Keras 3.0.0 on TF 2.16.2 the xla and nchw variants' float32 gradients are off by ~2.5e-3 and
+    every variant's mixed_bfloat16 conv gradients by ~19%. With Keras 3.15 (TF 2.21) the same
+    checks give 5e-6 and 0.9%; the tox environments cover the newest Keras 3 for TF 2.16-2.21.
+    """
+    if not IS_KERAS3 or version_tuple(KERAS_VERSION) >= (3, 1):
+        return None
+    if dtype_policy != "float32":
+        return f"Keras {KERAS_VERSION}: mixed-precision gradients ~19% from float64 (later: 0.9%)"
+    if variant in ("xla", "nchw"):
+        return (
+            f"Keras {KERAS_VERSION}: {variant} float32 gradients ~2.5e-3 off float64 (later: 1e-5)"
+        )
+    return None

@@ -181,7 +181,7 @@ class ResNet(_ChecksImages, keras.Model):
         self.dtype_policy_name = _compat.policy_name(policy)
         fmt = spec.data_format
         self.entry = Entry(self.input_format, fmt, variant=spec.name, dtype=policy, name="entry")
-        self.stem = stem_layers(
+        self.stem = (spec.stem or stem_layers)(
             arch_spec.stem,
             data_format=fmt,
             bn_momentum=arch_spec.bn_momentum,
@@ -320,7 +320,7 @@ def build_resnet(
         fmt = spec.data_format
         inputs = keras.Input(shape=shape, name="images")
         x = Entry(input_format, fmt, variant=spec.name, dtype=policy, name="entry")(inputs)
-        for layer in stem_layers(
+        for layer in (spec.stem or stem_layers)(
             arch_spec.stem,
             data_format=fmt,
             bn_momentum=arch_spec.bn_momentum,

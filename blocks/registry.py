@@ -36,6 +36,10 @@ class Variant:
         trainable: False for inference-only variants, which refuse `training=True`.
         complexity: how much machinery the variant adds over plain Keras layers (0 = none);
             `blocks.pick` breaks a tie in favour of the lowest.
+        stem: optional `stem(spec, *, data_format, bn_momentum, bn_epsilon, dtype)` returning
+            the stem's layers, for variants that change it too (default:
+            `blocks.layers.stem_layers`). Its parameters must keep the `stem.conv.*` and
+            `stem.bn.*` canonical names.
     """
 
     name: str
@@ -47,6 +51,7 @@ class Variant:
     check_device: Optional[Callable[[str], None]] = None
     trainable: bool = True
     complexity: int = 0
+    stem: Optional[Callable] = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name.isidentifier():
@@ -67,6 +72,10 @@ class Variant:
                     f"A subclassed model holds its blocks as layers: variant {self.name!r} needs "
                     f"a keras.layers.Layer subclass as block; Received: block={self.block!r}"
                 )
+
+
+class InferenceOnlyError(ValueError):
+    """An inference-only variant (`Variant.trainable=False`) was called with training=True."""
 
 
 class UnknownVariantError(KeyError, ValueError):

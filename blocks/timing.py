@@ -107,6 +107,8 @@ def prepare(workload: Workload, *, seed: int = 0, warmup: int = 2) -> Step:
     import blocks
 
     device = devices.resolve(workload.device)
+    if workload.mode == "train" and not blocks.get_variant(workload.variant).trainable:
+        raise Unsupported(f"variant {workload.variant!r} is inference-only: no training step")
     h, w, c = workload.input_shape()
     try:
         with tf.device(device):
