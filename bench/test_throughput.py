@@ -54,6 +54,8 @@ def _extra_info(benchmark, workload, step, gflop_per_image, ceilings):
         compile_s=round(step.compile_s, 3),
         gflop_per_image=gflop_per_image,
         ceiling_gflops_per_sec=ceilings.get((workload.device, workload.dtype_policy)),
+        # The layout audit: transposes, fused/unfused convs, XLA clusters TF ran (None: eager).
+        **(step.layout or {}),
     )
 
 

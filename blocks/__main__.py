@@ -129,6 +129,33 @@ def cmd_pick(args) -> int:
     return 0
 
 
+def cmd_info(args) -> int:
+    import blocks
+    from blocks import flops
+
+    print(f"TensorFlow {blocks.TF_VERSION}, Keras {blocks.KERAS_VERSION}")
+    print(
+        f"{'model':<10} {'arch':<9} {'input':>11} {'classes':>7} {'GFLOP/img':>10} "
+        f"{'train GFLOP':>11} {'params':>12} {'+BN stats':>10}"
+    )
+    for depth in sorted(blocks.STAGES):
+        for name, arch in blocks.ARCHS.items():
+            model = blocks.build_resnet("functional", depth, arch=name, dtype_policy="float32")
+            fwd = flops.forward_flops_per_image(model) / 1e9
+            n = flops.parameter_count(model)
+            shape = "x".join(map(str, arch.input_shape))
+            print(
+                f"{'resnet' + str(depth):<10} {name:<9} {shape:>11} {arch.num_classes:>7} "
+                f"{fwd:>10.3f} {fwd * flops.TRAIN_STEP_FACTOR:>11.3f} {n['trainable']:>12,} "
+                f"{n['total'] - n['trainable']:>10,}"
+            )
+    print(
+        "GFLOP/img: 2 x multiply-adds of every Conv2D and Dense layer, counted from the built "
+        f"model's layer shapes; a training step counts {flops.TRAIN_STEP_FACTOR}x."
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m blocks",
@@ -137,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
     p = sub.add_parser("list", help="list the registered block variants")
     p.set_defaults(func=cmd_list)
+    p = sub.add_parser("info", help="FLOPs per image and parameters of each arch and depth")
+    p.set_defaults(func=cmd_info)
     p = sub.add_parser(
         "pick",
         help="time every variant on this device and pick the fastest (cached)",

@@ -7,6 +7,7 @@ which one it got.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import re
@@ -240,3 +241,21 @@ def known_precision_issue(variant: str, dtype_policy: str) -> Optional[str]:
             f"Keras {KERAS_VERSION}: {variant} float32 gradients ~2.5e-3 off float64 (later: 1e-5)"
         )
     return None
+
+
+@contextlib.contextmanager
+def run_metadata():
+    """Record the graphs TF runs inside the block (after Grappler and placement).
+
+    Yields a dict whose "metadata" (a RunMetadata proto) is filled on exit. Uses TF's eager
+    context, which every supported version has but does not export publicly.
+    """
+    from tensorflow.python.eager import context
+
+    box = {}
+    context.enable_run_metadata()
+    try:
+        yield box
+    finally:
+        box["metadata"] = context.export_run_metadata()
+        context.disable_run_metadata()

@@ -18,7 +18,7 @@ from blocks.layers import (
     normalize_data_format,
     stem_layers,
 )
-from blocks.registry import get_variant
+from blocks.registry import VARIANTS, InferenceOnlyError, get_variant
 
 DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 # Also accepted, for numerical references (the tests' ground truth); no variant is tuned for it.
@@ -130,6 +130,13 @@ class _ChecksImages:
     """Checks the images a model is called on before Keras sees them, alike in every variant."""
 
     def __call__(self, inputs, *args, **kwargs):
+        training = kwargs.get("training", args[0] if args else None)
+        if training is True and self.variant in VARIANTS and not VARIANTS[self.variant].trainable:
+            raise InferenceOnlyError(
+                f"Variant {self.variant!r} is inference-only; Received: training=True. Train "
+                "another variant and move its weights here with blocks.export_weights / "
+                "blocks.import_weights."
+            )
         check_images(
             inputs,
             expected=self.expected_input_shape,

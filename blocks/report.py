@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import textwrap
 from collections import OrderedDict
 
 REFERENCE = "subclassed"
@@ -80,10 +81,24 @@ def _cells(row) -> list:
         f"{100 * eff:.0f}%" if eff is not None else "-",
         f"{info['compile_s']:.1f}",
         str(row["stats"]["rounds"]),
+        _layout(info),
     ]
 
 
-HEADER = ["variant", "img/s", "IQR img/s", "speedup", "eff.", "compile s", "rounds"]
+def _layout(info) -> str:
+    """The audit in a few characters: transposes, fused/all convs, XLA clusters."""
+    if "transposes" not in info:
+        return "-"
+    convs = info["fused_convs"] + info["unfused_convs"]
+    text = f"T{info['transposes']} F{info['fused_convs']}/{convs}"
+    return text + (f" X{info['xla_clusters']}" if info.get("xla_clusters") else "")
+
+
+HEADER = ["variant", "img/s", "IQR img/s", "speedup", "eff.", "compile s", "rounds", "layout"]
+LEGEND = (
+    "layout: T = Transpose ops, F = fused/all Conv2D ops, X = XLA clusters, in the graph TF ran "
+    "after Grappler (a cluster's own ops are XLA's)"
+)
 
 
 def markdown(rows) -> str:
@@ -98,6 +113,8 @@ def markdown(rows) -> str:
         for r in members:
             parts.append("| " + " | ".join(_cells(r)) + " |")
         parts.append("")
+    if parts:
+        parts.append(LEGEND + "\n")
     return "\n".join(parts)
 
 
@@ -112,6 +129,8 @@ def text_tables(rows, width: int = 100) -> list:
             cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
             lines.append(("  " + "  ".join(cells))[:width])
         lines.append("")
+    if lines:
+        lines.extend(textwrap.wrap(LEGEND, width))
     return lines
 
 

@@ -16,7 +16,7 @@ from typing import Callable, Optional
 import numpy as np
 import tensorflow as tf
 
-from blocks import _compat, devices
+from blocks import _compat, audit, devices
 
 MODES = ("inference", "train")
 EXECUTIONS = ("graph", "eager")
@@ -86,6 +86,7 @@ class Step:
     run: Callable[[], np.ndarray]
     compile_s: float
     output_shape: tuple
+    layout: Optional[dict] = None  # blocks.audit.layout of the graph TF ran; None when eager
 
 
 class Unsupported(RuntimeError):
@@ -130,10 +131,14 @@ def prepare(workload: Workload, *, seed: int = 0, warmup: int = 2) -> Step:
             if workload.execution == "graph":
                 fn = tf.function(fn)
             t0 = time.perf_counter()
-            out = _sync(fn(x, labels))  # trace, compile, first run
+            with _compat.run_metadata() as recorded:
+                out = _sync(fn(x, labels))  # trace, compile, first run
             for _ in range(max(0, warmup - 1)):
                 out = _sync(fn(x, labels))
             compile_s = time.perf_counter() - t0
+            layout = None
+            if workload.execution == "graph":
+                layout = audit.layout(audit.op_counts(recorded["metadata"]))
     except blocks.DeviceError as e:
         raise Unsupported(str(e)) from e
     except tf.errors.ResourceExhaustedError as e:
@@ -157,7 +162,7 @@ def prepare(workload: Workload, *, seed: int = 0, warmup: int = 2) -> Step:
         with tf.device(device):
             return _sync(fn(x, labels))
 
-    return Step(workload, model, run, compile_s, tuple(out.shape))
+    return Step(workload, model, run, compile_s, tuple(out.shape), layout)
 
 
 def _inference_fn(model):

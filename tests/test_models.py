@@ -226,8 +226,9 @@ def test_channels_first_input_for_a_channels_last_variant():
     )
 
 
-def _layer(model, name):
-    return next(lyr for lyr in model.layers if lyr.name == name)
+def _layer(model, path):
+    """A parameter-holding layer by its canonical path, whatever the variant nests it in."""
+    return dict(blocks.weights.leaf_layers(model))[path]
 
 
 # --- dtype policies --------------------------------------------------------------------------

@@ -39,6 +39,7 @@ ROWS = [
     _row("subclassed", 0.50),
     _row("xla", 0.40),
     _row("subclassed[eager]", 1.0),
+    _row("nchw", 0.45),
     _row("subclassed", 0.02, group="CPU:0 seed 32x32 inference float32 b1", batch=1),
     _row("functional", 0.025, group="CPU:0 seed 32x32 inference float32 b1", batch=1),
     {
@@ -50,10 +51,13 @@ ROWS = [
 ]
 
 
+ROWS[3]["extra_info"].update(transposes=3, fused_convs=18, unfused_convs=2, xla_clusters=0)
+
+
 def test_annotate_speedups_within_each_group():
     rows = json.loads(json.dumps(ROWS))
     report.annotate(rows)
-    info = {(r["group"][-3:], r["extra_info"]["variant"]): r["extra_info"] for r in rows[:5]}
+    info = {(r["group"][-3:], r["extra_info"]["variant"]): r["extra_info"] for r in rows[:6]}
     assert info[("b64", "xla")]["speedup_vs_subclassed"] == 1.25
     assert info[("b64", "subclassed[eager]")]["speedup_vs_subclassed"] == 0.5
     assert info[(" b1", "functional")]["speedup_vs_subclassed"] == 0.8
@@ -66,10 +70,12 @@ def test_tables_fit_100_columns_and_rank_fastest_first():
     lines = report.text_tables(rows, width=100)
     assert all(len(line) <= 100 for line in lines)
     b64 = lines[lines.index("CPU:0 seed 32x32 inference float32 b64") + 2 :][:3]
-    assert [line.split()[0] for line in b64] == ["xla", "subclassed", "subclassed[eager]"]
+    assert [line.split()[0] for line in b64] == ["xla", "nchw", "subclassed"]
     md = report.markdown(rows)
-    assert "| xla | 160.0 | 152.4-168.4 | 1.25x | 50% | 2.0 | 9 |" in md
+    assert "| xla | 160.0 | 152.4-168.4 | 1.25x | 50% | 2.0 | 9 | - |" in md
     assert "ceiling 120 GFLOP/s" in md
+    assert "| nchw | 142.2 | 135.4-149.7 | 1.11x | 50% | 2.0 | 9 | T3 F18/20 |" in md
+    assert "T = Transpose ops" in md
 
 
 def test_chart(tmp_path):

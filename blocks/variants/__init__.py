@@ -5,4 +5,4 @@ signature (`blocks.layers.BlockArgs`), call `register(Variant(...))` at the bott
 module below. The tests and benchmarks pick it up from the registry with no other edits.
 """
 
-from blocks.variants import functional, nchw, subclassed, xla  # noqa: F401  (registration)
+from blocks.variants import folded, functional, nchw, subclassed, xla  # noqa: F401
