@@ -131,13 +131,52 @@ def test_resnet34_from_the_same_table():
 # --- agreement with the reference, whole network ------------------------------------------------
 
 
+def _relu_masks(arch, weights, x, dtype_policy, graph=False) -> list:
+    """Which ReLU inputs are positive, every ReLU of the functional network, in training mode."""
+    model = blocks.resnet18(
+        "functional", arch=arch, input_shape=SHAPES[arch], dtype_policy=dtype_policy
+    )
+    blocks.import_weights(model, weights)
+    relus = [lyr for lyr in model.layers if isinstance(lyr, keras.layers.ReLU)]
+    probe = keras.Model(model.inputs, [lyr.input for lyr in relus])
+
+    def fn(t):
+        return probe(t, training=True)
+
+    if graph:
+        fn = tf.function(fn)
+    dtype = tf.float64 if dtype_policy == "float64" else tf.float32
+    return [np.asarray(v) > 0 for v in fn(tf.constant(x, dtype))]
+
+
+def _kink_free(arch, weights, x) -> bool:
+    """True if float32 roundoff flips no ReLU of this draw against float64.
+
+    A ReLU input within roundoff of 0 makes float32 and float64 take different (equally valid)
+    subgradients there; one such element moves the input gradient of the whole network by ~1%
+    (seen: imagenet at 96x96, draw 11, graph mode, |x| = 5e-6 std), which says nothing about the
+    variant. Such draws are screened out instead of loosening the tolerance for every draw.
+    """
+    exact = _relu_masks(arch, weights, x, "float64")
+    for graph in (False, True):
+        got = _relu_masks(arch, weights, x, "float32", graph)
+        if any((a != b).any() for a, b in zip(got, exact)):
+            return False
+    return True
+
+
 @functools.lru_cache(maxsize=None)
 def _reference_run(arch):
     """The reference network (`subclassed`, computed in float64): outputs, gradients, a step."""
-    rng = np.random.default_rng(11)
     ref = blocks.resnet18(REFERENCE, arch=arch, input_shape=SHAPES[arch], dtype_policy="float64")
-    weights = random_weights(ref, rng)
-    x = images(rng, (BATCH, *SHAPES[arch]))
+    for draw in range(11, 31):
+        rng = np.random.default_rng(draw)
+        weights = random_weights(ref, rng)
+        x = images(rng, (BATCH, *SHAPES[arch]))
+        if _kink_free(arch, weights, x):
+            break
+    else:
+        raise AssertionError(f"no kink-free draw for {arch} in 20 tries")
     blocks.import_weights(ref, weights)
     infer = run(ref, x, training=False)
     train_out = run(ref, x, training=True)
