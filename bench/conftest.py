@@ -15,7 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import pytest  # noqa: E402
 
 import blocks  # noqa: E402
-from blocks import devices, report, timing  # noqa: E402
+from blocks.measure import devices, report, timing  # noqa: E402
 
 REFERENCE = "subclassed"
 

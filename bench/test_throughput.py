@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 import blocks
-from blocks import devices, flops, timing
+from blocks.measure import devices, flops, timing
 
 
 def _matmul_step(device: str, policy: str, n: int = 3072):

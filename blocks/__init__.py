@@ -1,76 +1,81 @@
 """resnet-blocks: interchangeable ResNet BasicBlock implementations for TensorFlow/Keras.
 
-import blocks
-model = blocks.resnet18("xla", seed=0)           # any name in blocks.VARIANTS
-blocks.save_weights(model, "w.npz")
-other = blocks.resnet18("functional")
-blocks.load_weights(other, "w.npz")               # same function, another implementation
+    import blocks
+    model = blocks.resnet18("xla", seed=0)           # any name in blocks.VARIANTS
+    blocks.save_weights(model, "w.npz")
+    other = blocks.resnet18("functional")
+    blocks.load_weights(other, "w.npz")               # same function, another implementation
+    blocks.pick()                                     # which variant is fastest here?
+
+The package is in two layers, imports going one way: the model library (`archs`, `layers`,
+`registry`, `variants/`, `models`, `weights`, `checks`, `kernels`, `_compat`) and the measuring
+side (`blocks.measure`: workloads, devices, timing, statistics, workers, pick, cache, report),
+which uses the library. This module names the public API and imports each piece on first use, so
+that `import blocks` (and `python -m blocks --help`) does not load TensorFlow.
 """
 
-from blocks import variants as _variants  # noqa: F401  (registers the built-in variants)
-from blocks._compat import IS_KERAS3, KERAS_VERSION, TF_VERSION
-from blocks.archs import ARCHS, STAGES, Arch, StemSpec
-from blocks.devices import DeviceError
-from blocks.layers import BlockArgs
-from blocks.models import (
-    DTYPE_POLICIES,
-    FunctionalResNet,
-    ResNet,
-    block_model,
-    build_resnet,
-    resnet18,
-    resnet34,
-)
-from blocks.registry import (
-    VARIANTS,
-    InferenceOnlyError,
-    Registry,
-    UnknownVariantError,
-    Variant,
-    get_variant,
-    register,
-)
-from blocks.weights import (
-    canonical_variables,
-    export_weights,
-    import_weights,
-    initial_weights,
-    load_weights,
-    read_weights,
-    save_weights,
-)
+from __future__ import annotations
+
+import importlib
+import importlib.util
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ARCHS",
-    "Arch",
-    "BlockArgs",
-    "DTYPE_POLICIES",
-    "DeviceError",
-    "FunctionalResNet",
-    "IS_KERAS3",
-    "InferenceOnlyError",
-    "KERAS_VERSION",
-    "Registry",
-    "ResNet",
-    "STAGES",
-    "StemSpec",
-    "TF_VERSION",
-    "UnknownVariantError",
-    "VARIANTS",
-    "Variant",
-    "block_model",
-    "build_resnet",
-    "canonical_variables",
-    "export_weights",
-    "get_variant",
-    "import_weights",
-    "initial_weights",
-    "load_weights",
-    "read_weights",
-    "register",
-    "resnet18",
-    "resnet34",
-    "save_weights",
-]
+# public name -> module that defines it
+_API = {
+    "TF_VERSION": "blocks._compat",
+    "KERAS_VERSION": "blocks._compat",
+    "IS_KERAS3": "blocks._compat",
+    "DTYPE_POLICIES": "blocks.checks",
+    "ARCHS": "blocks.archs",
+    "STAGES": "blocks.archs",
+    "Arch": "blocks.archs",
+    "StemSpec": "blocks.archs",
+    "BlockArgs": "blocks.layers",
+    "DeviceError": "blocks.kernels",
+    "Registry": "blocks.registry",
+    "Variant": "blocks.registry",
+    "InferenceOnlyError": "blocks.registry",
+    "UnknownVariantError": "blocks.registry",
+    "VARIANTS": "blocks.variants",
+    "register": "blocks.variants",
+    "get_variant": "blocks.variants",
+    "ResNet": "blocks.models",
+    "FunctionalResNet": "blocks.models",
+    "build_resnet": "blocks.models",
+    "canonical_variables": "blocks.weights",
+    "export_weights": "blocks.weights",
+    "import_weights": "blocks.weights",
+    "initial_weights": "blocks.weights",
+    "load_weights": "blocks.weights",
+    "read_weights": "blocks.weights",
+    "save_weights": "blocks.weights",
+    "pick": "blocks.measure.picker",
+    "PickResult": "blocks.measure.picker",
+    "PickError": "blocks.measure.picker",
+    "AutoVariantWarning": "blocks.measure.auto",
+}
+# The entry points also take variant="auto" (the measured winner): the library's builders
+# wrapped by the measuring side.
+_ENTRY_POINTS = ("resnet18", "resnet34")
+
+__all__ = sorted([*_API, *_ENTRY_POINTS])
+
+
+def __getattr__(name: str):
+    if name in _API:
+        value = getattr(importlib.import_module(_API[name]), name)
+    elif name in _ENTRY_POINTS:
+        auto = importlib.import_module("blocks.measure.auto")
+        models = importlib.import_module("blocks.models")
+        value = auto.with_auto(getattr(models, name))
+    elif importlib.util.find_spec(f"blocks.{name}") is not None:  # a submodule, as before
+        value = importlib.import_module(f"blocks.{name}")
+    else:
+        raise AttributeError(f"module 'blocks' has no attribute {name!r}")
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -7,11 +7,8 @@ which one it got.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import platform
 import re
-from typing import Optional
 
 import tensorflow as tf
 
@@ -74,41 +71,6 @@ def batch_norm(*, axis: int, momentum: float, epsilon: float, dtype, name: str):
 def child_layers(layer) -> list:
     """The layers directly held by `layer` (in a model: its layers; in a block: its sublayers)."""
     return list(layer._flatten_layers(include_self=False, recursive=False))
-
-
-def _cpuinfo_field(field: str):
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.split(":", 1)[0].strip() == field:
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
-
-
-def cpu_model_name() -> str:
-    """The CPU's marketing name, e.g. 'AMD EPYC 9R14', or the best the platform says."""
-    return (
-        _cpuinfo_field("model name") or platform.processor() or platform.machine() or "unknown CPU"
-    )
-
-
-def cpu_flags() -> set:
-    """The CPU's feature flags (Linux), e.g. {'avx2', 'avx512_bf16', ...}; empty elsewhere."""
-    return set((_cpuinfo_field("flags") or "").split())
-
-
-def onednn_setting() -> str:
-    """How TF_ENABLE_ONEDNN_OPTS is set: "on", "off", or "default".
-
-    With the default, TF turns oneDNN on only on x86 CPUs with AVX512_VNNI, AVX512_BF16, AVX-VNNI
-    or AMX; elsewhere (an AVX2-only EPYC, say) its CPU kernels are TF's own, which lack NCHW.
-    """
-    flag = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
-    if flag is None or not flag.strip():
-        return "default"
-    return "off" if flag.strip().lower() in ("0", "false", "no") else "on"
 
 
 def per_instance_function(fn, **tf_function_kwargs):
@@ -222,40 +184,3 @@ def build_layer(layer, input_shape) -> None:
     layer.build(input_shape)
     if not IS_KERAS3 and getattr(layer, "_build_input_shape", None) is None:
         layer._build_input_shape = tf.TensorShape(input_shape)
-
-
-def known_precision_issue(variant: str, dtype_policy: str) -> Optional[str]:
-    """Why this Keras version's gradients for `variant` miss the project's tolerances, or None.
-
-    Measured against a float64 reference (tests/test_block_properties.py, test_models.py): with
-    Keras 3.0.0 on TF 2.16.2 the xla and nchw variants' float32 gradients are off by ~2.5e-3 and
-    every variant's mixed_bfloat16 conv gradients by ~19%. With Keras 3.15 (TF 2.21) the same
-    checks give 5e-6 and 0.9%; the tox environments cover the newest Keras 3 for TF 2.16-2.21.
-    """
-    if not IS_KERAS3 or version_tuple(KERAS_VERSION) >= (3, 1):
-        return None
-    if dtype_policy != "float32":
-        return f"Keras {KERAS_VERSION}: mixed-precision gradients ~19% from float64 (later: 0.9%)"
-    if variant in ("xla", "nchw"):
-        return (
-            f"Keras {KERAS_VERSION}: {variant} float32 gradients ~2.5e-3 off float64 (later: 1e-5)"
-        )
-    return None
-
-
-@contextlib.contextmanager
-def run_metadata():
-    """Record the graphs TF runs inside the block (after Grappler and placement).
-
-    Yields a dict whose "metadata" (a RunMetadata proto) is filled on exit. Uses TF's eager
-    context, which every supported version has but does not export publicly.
-    """
-    from tensorflow.python.eager import context
-
-    box = {}
-    context.enable_run_metadata()
-    try:
-        yield box
-    finally:
-        box["metadata"] = context.export_run_metadata()
-        context.disable_run_metadata()

@@ -1,4 +1,4 @@
-"""The pieces every variant shares: argument checks, leaf layers, the entry, the stem and the head.
+"""The pieces every variant shares: the block signature, leaf layers, the entry, stem and head.
 
 Variants differ only in how they compose a block's leaf layers (a Layer subclass, a functional
 graph, an XLA-compiled function, ...). The leaf layers themselves, and their names, come from here,
@@ -12,34 +12,12 @@ from typing import Optional
 
 import tensorflow as tf
 
-from blocks import _compat
+from blocks import _compat, checks
 from blocks._compat import keras
 from blocks.archs import StemSpec
 
-DATA_FORMATS = ("channels_last", "channels_first")
 BLOCK_PADDINGS = ("same", "symmetric")
 STRIDES = (1, 2)
-
-
-def normalize_data_format(data_format, arg_name: str = "data_format") -> str:
-    if data_format not in DATA_FORMATS:
-        raise ValueError(
-            f"Invalid {arg_name}. Expected one of {list(DATA_FORMATS)}; "
-            f"Received: {arg_name}={data_format!r}"
-        )
-    return data_format
-
-
-def channel_axis(data_format: str) -> int:
-    return -1 if data_format == "channels_last" else 1
-
-
-def _positive_int(value, arg_name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(
-            f"Invalid {arg_name}. Expected a positive int; Received: {arg_name}={value!r}"
-        )
-    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,28 +41,12 @@ class BlockArgs:
     name: Optional[str] = None
 
     def __post_init__(self):
-        _positive_int(self.filters, "filters")
-        if isinstance(self.strides, bool) or self.strides not in STRIDES:
-            raise ValueError(
-                f"Invalid strides. Expected one of {list(STRIDES)}; "
-                f"Received: strides={self.strides!r}"
-            )
-        if self.padding not in BLOCK_PADDINGS:
-            raise ValueError(
-                f"Invalid padding. Expected one of {list(BLOCK_PADDINGS)}; "
-                f"Received: padding={self.padding!r}"
-            )
-        normalize_data_format(self.data_format)
-        if not 0.0 <= float(self.bn_momentum) < 1.0:
-            raise ValueError(
-                f"Invalid bn_momentum. Expected 0 <= bn_momentum < 1; "
-                f"Received: bn_momentum={self.bn_momentum!r}"
-            )
-        if not float(self.bn_epsilon) > 0.0:
-            raise ValueError(
-                "Invalid bn_epsilon. Expected bn_epsilon > 0; "
-                f"Received: bn_epsilon={self.bn_epsilon!r}"
-            )
+        checks.positive_int(self.filters, "filters")
+        checks.int_choice(self.strides, STRIDES, "strides")
+        checks.choice(self.padding, BLOCK_PADDINGS, "padding")
+        checks.data_format(self.data_format)
+        checks.fraction(self.bn_momentum, "bn_momentum")
+        checks.positive_number(self.bn_epsilon, "bn_epsilon")
 
     def config(self) -> dict:
         """The constructor arguments, JSON-friendly (for `get_config`)."""
@@ -131,21 +93,6 @@ class BlockLayers:
     bn2: object
     downsample_conv: Optional[object]
     downsample_bn: Optional[object]
-
-    def all(self) -> list:
-        return [
-            layer
-            for layer in (
-                self.pad1,
-                self.conv1,
-                self.bn1,
-                self.conv2,
-                self.bn2,
-                self.downsample_conv,
-                self.downsample_bn,
-            )
-            if layer is not None
-        ]
 
 
 def needs_projection(args: BlockArgs, in_channels: int) -> bool:
@@ -216,67 +163,85 @@ def block_output_shape(args: BlockArgs, input_shape) -> tuple:
     return tuple(shape)
 
 
-def in_channels_of(input_shape, data_format: str, who: str) -> int:
-    shape = tuple(input_shape)
-    if len(shape) != 4:
-        raise ValueError(
-            f"{who} expects a 4D input (batch, height, width, channels) or (batch, channels, "
-            f"height, width); Received: input_shape={shape}"
-        )
-    channels = shape[channel_axis(data_format)]
-    if channels is None:
-        raise ValueError(
-            f"{who} needs a known channel count on axis {channel_axis(data_format)} "
-            f"(data_format={data_format!r}); Received: input_shape={shape}"
-        )
-    return int(channels)
+@dataclasses.dataclass
+class StemLayers:
+    """The stem's leaf layers; `None` where the stem pads inside the op instead."""
+
+    pad: Optional[object]
+    conv: object
+    bn: object
+    relu: object
+    pool_pad: Optional[object]
+    pool: object
+
+    def chain(self) -> list:
+        return [
+            layer
+            for layer in (self.pad, self.conv, self.bn, self.relu, self.pool_pad, self.pool)
+            if layer is not None
+        ]
 
 
-def stem_layers(stem: StemSpec, *, data_format, bn_momentum, bn_epsilon, dtype) -> list:
-    """The stem's layers in order; names `stem.conv`, `stem.bn`, ... in every variant."""
+def _explicit(padding):
+    """(zeros on every side or None, the op's own padding) for a StemSpec padding."""
+    return (padding, "valid") if isinstance(padding, int) else (None, padding)
+
+
+def stem_layers(
+    stem: StemSpec, *, data_format, bn_momentum, bn_epsilon, dtype, prefix: str = "stem."
+) -> StemLayers:
+    """The stem's layers: conv -> BN -> ReLU -> max pool, with explicit zero padding where the
+    spec asks for it; named `stem.conv`, `stem.bn`, ... (`prefix` + name) in every variant."""
     common = dict(data_format=data_format, dtype=dtype)
-    layers = []
-    if isinstance(stem.conv_padding, int):
-        layers.append(zero_pad(stem.conv_padding, name="stem.pad", **common))
-    conv_padding = "valid" if isinstance(stem.conv_padding, int) else stem.conv_padding
-    layers.append(
-        conv(
+    conv_pad, conv_padding = _explicit(stem.conv_padding)
+    pool_pad, pool_padding = _explicit(stem.pool_padding)
+    return StemLayers(
+        pad=None if conv_pad is None else zero_pad(conv_pad, name=f"{prefix}pad", **common),
+        conv=conv(
             stem.filters,
             stem.kernel_size,
             stem.strides,
             conv_padding,
             use_bias=stem.use_bias,
-            name="stem.conv",
+            name=f"{prefix}conv",
             **common,
-        )
-    )
-    layers.append(batch_norm(momentum=bn_momentum, epsilon=bn_epsilon, name="stem.bn", **common))
-    layers.append(keras.layers.ReLU(dtype=dtype, name="stem.relu"))
-    if isinstance(stem.pool_padding, int):
-        layers.append(zero_pad(stem.pool_padding, name="stem.pool_pad", **common))
-    pool_padding = "valid" if isinstance(stem.pool_padding, int) else stem.pool_padding
-    layers.append(
-        _compat.max_pool2d(
+        ),
+        bn=batch_norm(momentum=bn_momentum, epsilon=bn_epsilon, name=f"{prefix}bn", **common),
+        relu=keras.layers.ReLU(dtype=dtype, name=f"{prefix}relu"),
+        pool_pad=(
+            None if pool_pad is None else zero_pad(pool_pad, name=f"{prefix}pool_pad", **common)
+        ),
+        pool=_compat.max_pool2d(
             pool_size=stem.pool_size,
             strides=stem.pool_strides,
             padding=pool_padding,
-            name="stem.pool",
+            name=f"{prefix}pool",
             **common,
-        )
+        ),
     )
-    return layers
+
+
+def default_stem(spec: StemSpec, **kwargs) -> list:
+    """The stem of every variant that does not bring its own (`Variant.stem`), as a layer chain."""
+    return stem_layers(spec, **kwargs).chain()
 
 
 def head_layers(num_classes: int, *, data_format, dtype) -> list:
     """Global average pool and the logits layer `fc`.
 
-    The logits layer computes in float32 under every policy: a softmax or a loss on bfloat16
-    logits loses precision, and the layer is a negligible share of the work.
+    The logits layer computes in float32 under every policy (float64 in the float64 reference):
+    a softmax or a loss on bfloat16 logits loses precision, and the layer is a negligible share
+    of the work.
     """
     return [
         keras.layers.GlobalAveragePooling2D(data_format=data_format, dtype=dtype, name="pool"),
-        keras.layers.Dense(num_classes, dtype="float32", name="fc"),
+        keras.layers.Dense(num_classes, dtype=outer_dtype(dtype), name="fc"),
     ]
+
+
+def outer_dtype(policy) -> str:
+    """The dtype of a model's images and logits: float32, or float64 for the float64 reference."""
+    return "float64" if policy.compute_dtype == "float64" else "float32"
 
 
 @_compat.register_serializable(package="blocks")
@@ -290,8 +255,8 @@ class Entry(keras.layers.Layer):
         self, input_format="channels_last", data_format="channels_last", variant=None, **kwargs
     ):
         super().__init__(**kwargs)
-        self.input_format = normalize_data_format(input_format, "input_format")
-        self.data_format = normalize_data_format(data_format)
+        self.input_format = checks.data_format(input_format, "input_format")
+        self.data_format = checks.data_format(data_format)
         self.variant = variant
 
     def _perm(self):

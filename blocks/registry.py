@@ -12,7 +12,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Callable, Iterator, Optional
 
-from blocks.layers import normalize_data_format
+from blocks import checks
+from blocks._compat import keras
 
 MODEL_KINDS = ("functional", "subclassed")
 
@@ -37,8 +38,8 @@ class Variant:
         complexity: how much machinery the variant adds over plain Keras layers (0 = none);
             `blocks.pick` breaks a tie in favour of the lowest.
         stem: optional `stem(spec, *, data_format, bn_momentum, bn_epsilon, dtype)` returning
-            the stem's layers, for variants that change it too (default:
-            `blocks.layers.stem_layers`). Its parameters must keep the `stem.conv.*` and
+            the stem as a list of layers to chain, for variants that change it too (default:
+            `blocks.layers.default_stem`). Its parameters must keep the `stem.conv.*` and
             `stem.bn.*` canonical names.
     """
 
@@ -53,20 +54,21 @@ class Variant:
     complexity: int = 0
     stem: Optional[Callable] = None
 
+    def check_training(self, training) -> None:
+        """InferenceOnlyError if `training` is True and the variant cannot train."""
+        if training is True and not self.trainable:
+            refuse_training(self.name)
+
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name.isidentifier():
             raise ValueError(
                 f"Invalid variant name. Expected a Python identifier; Received: name={self.name!r}"
             )
-        if self.model not in MODEL_KINDS:
-            raise ValueError(
-                f"Invalid model kind for variant {self.name!r}. Expected one of "
-                f"{list(MODEL_KINDS)}; Received: model={self.model!r}"
-            )
-        normalize_data_format(self.data_format)
+        checks.choice(
+            self.model, MODEL_KINDS, "model", what=f"Invalid model kind for variant {self.name!r}"
+        )
+        checks.data_format(self.data_format)
         if self.model == "subclassed":
-            from blocks._compat import keras
-
             if not (isinstance(self.block, type) and issubclass(self.block, keras.layers.Layer)):
                 raise ValueError(
                     f"A subclassed model holds its blocks as layers: variant {self.name!r} needs "
@@ -75,7 +77,15 @@ class Variant:
 
 
 class InferenceOnlyError(ValueError):
-    """An inference-only variant (`Variant.trainable=False`) was called with training=True."""
+    """An inference-only variant (`Variant.trainable=False`) was asked to train."""
+
+
+def refuse_training(variant: str, why: str = "") -> None:
+    """Raise the one InferenceOnlyError, for a model, a layer or a training step."""
+    raise InferenceOnlyError(
+        f"Variant {variant!r} is inference-only{why}; Received: training=True. Train another "
+        "variant and move its weights here with blocks.export_weights / blocks.import_weights."
+    )
 
 
 class UnknownVariantError(KeyError, ValueError):

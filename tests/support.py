@@ -158,11 +158,63 @@ def skip_unless_runnable(variant, dtype_policy: str = "float32") -> None:
 
 def skip_known_precision_issue(variant, dtype_policy: str = "float32") -> None:
     """Skip gradient checks that this Keras version is measured to fail (see _compat)."""
-    from blocks._compat import known_precision_issue
-
     reason = known_precision_issue(variant.name, dtype_policy)
     if reason is not None:
         pytest.skip(f"variant {variant.name!r}, {dtype_policy}: {reason}")
+
+
+def known_precision_issue(variant: str, dtype_policy: str):
+    """Why this Keras version's gradients for `variant` miss the project's tolerances, or None.
+
+    Measured against a float64 reference: with Keras 3.0.0 on TF 2.16.2 the xla and nchw
+    variants' float32 gradients are off by ~2.5e-3 and every variant's mixed_bfloat16 conv
+    gradients by ~19%. With Keras 3.15 (TF 2.21) the same checks give 5e-6 and 0.9%.
+    """
+    from blocks._compat import IS_KERAS3, KERAS_VERSION, version_tuple
+
+    if not IS_KERAS3 or version_tuple(KERAS_VERSION) >= (3, 1):
+        return None
+    if dtype_policy != "float32":
+        return f"Keras {KERAS_VERSION}: mixed-precision gradients ~19% from float64 (later: 0.9%)"
+    if variant in ("xla", "nchw"):
+        return (
+            f"Keras {KERAS_VERSION}: {variant} float32 gradients ~2.5e-3 off float64 (later: 1e-5)"
+        )
+    return None
+
+
+def block_model(variant, input_shape, filters, strides=1, *, arch="seed", dtype_policy=None):
+    """One BasicBlock of `variant` as a functional model taking and returning NHWC images.
+
+    The block gets `arch`'s options (bias, shortcut BN, padding, BN constants); its weights export
+    under `block.conv1.kernel`, ... like a ResNet's under `layer1.0.conv1.kernel`.
+    """
+    from blocks._compat import keras
+
+    spec = blocks.get_variant(variant)
+    arch_spec = blocks.ARCHS[arch]
+    from blocks.models import resolve_policy
+
+    policy = resolve_policy(dtype_policy)
+    if spec.check_device is not None:
+        spec.check_device(policy.compute_dtype)
+    channels_first = spec.data_format == "channels_first"
+    inputs = keras.Input(shape=tuple(input_shape), name="images")
+    x = keras.layers.Permute((3, 1, 2), dtype=policy)(inputs) if channels_first else inputs
+    x = spec.block(
+        filters,
+        strides,
+        use_bias=arch_spec.use_bias,
+        shortcut_bn=arch_spec.shortcut_bn,
+        padding=arch_spec.padding,
+        bn_momentum=arch_spec.bn_momentum,
+        bn_epsilon=arch_spec.bn_epsilon,
+        data_format=spec.data_format,
+        dtype=policy,
+        name="block",
+    )(x)
+    x = keras.layers.Permute((2, 3, 1), dtype=policy)(x) if channels_first else x
+    return keras.Model(inputs, x, name=f"{spec.name}_block")
 
 
 def random_weights(model, rng: np.random.Generator) -> dict:

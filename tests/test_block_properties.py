@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 import blocks
 
+import support
 from strategies import block_cases
 from support import (
     DEGENERATE_BN,
@@ -39,7 +40,7 @@ from support import (
 
 
 def _build(variant_name, case, policy):
-    return blocks.block_model(
+    return support.block_model(
         variant_name,
         (case["height"], case["width"], case["channels"]),
         case["filters"],

@@ -32,9 +32,8 @@ def test_nchw_error_names_the_device_version_and_dtype():
     )
     assert result.returncode != 0
     assert re.search(
-        r"blocks\.devices\.DeviceError: Variant 'nchw' needs channels_first \(NCHW\) Conv2D "
-        r"kernels for float32, which TensorFlow \d+\.\d+\.\d+\S* lacks on \S*CPU:0\. "
-        r"On the CPU, .*TF_ENABLE_ONEDNN_OPTS=0 turns it off.*set TF_ENABLE_ONEDNN_OPTS=1",
+        r"blocks\.kernels\.DeviceError: nchw: no channels_first float32 Conv2D on CPU:0 in TF "
+        r"\d+\.\d+\.\d+\S*; set TF_ENABLE_ONEDNN_OPTS=1 before TensorFlow is imported",
         result.stderr,
     ), result.stderr[-2000:]
 

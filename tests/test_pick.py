@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import blocks
-from blocks import cache, picker
+from blocks.measure import cache, picker, timing
 
 TINY = dict(batch_size=2, input_shape=(8, 8, 3), budget_s=0.5)
 
@@ -104,14 +104,14 @@ def test_every_registered_variant_is_ranked(tiny_result):
 
 
 def test_a_variant_that_cannot_run_is_ranked_with_its_reason(monkeypatch):
-    real = blocks.timing.prepare
+    real = timing.prepare
 
     def failing(workload, **kw):
         if workload.variant == "functional":
-            raise blocks.timing.Unsupported("functional: out of memory on CPU:0 (simulated)")
+            raise timing.Unsupported("functional: out of memory on CPU:0 (simulated)")
         return real(workload, **kw)
 
-    monkeypatch.setattr(blocks.timing, "prepare", failing)
+    monkeypatch.setattr(timing, "prepare", failing)
     result = picker.pick(variants=["subclassed", "functional"], **TINY)
     bad = next(r for r in result.ranking if r.variant == "functional")
     assert bad.error == "functional: out of memory on CPU:0 (simulated)"
@@ -120,9 +120,9 @@ def test_a_variant_that_cannot_run_is_ranked_with_its_reason(monkeypatch):
 
 def test_no_variant_can_run(monkeypatch):
     def failing(workload, **kw):
-        raise blocks.timing.Unsupported(f"{workload.variant}: no kernel (simulated)")
+        raise timing.Unsupported(f"{workload.variant}: no kernel (simulated)")
 
-    monkeypatch.setattr(blocks.timing, "prepare", failing)
+    monkeypatch.setattr(timing, "prepare", failing)
     with pytest.raises(
         picker.PickError, match=r"No variant could run on CPU:0\. subclassed: .*no kernel"
     ):
@@ -143,7 +143,7 @@ def test_no_variant_can_run(monkeypatch):
         (dict(dtype_policy="float16"), r"Received: dtype_policy='float16'"),
         (
             dict(batch_size=0),
-            r"Invalid batch size\. Expected a positive int; Received: batch_size=0",
+            r"Invalid batch_size\. Expected a positive int; Received: batch_size=0",
         ),
         (dict(batch_size=-4), r"Received: batch_size=-4"),
         (dict(variants=["fast"]), r"Unknown variant.*Received: variant='fast'"),
@@ -284,7 +284,7 @@ def test_auto_uses_the_cached_winner():
 
 def test_auto_on_a_miss_warns_and_uses_the_default():
     with pytest.warns(
-        picker.AutoVariantWarning,
+        blocks.AutoVariantWarning,
         match=r"no cached pick .*using 'subclassed'.*python -m blocks pick --arch seed --image-size 16",
     ):
         model = blocks.resnet18("auto", input_shape=(16, 16, 3), dtype_policy="float32")
@@ -309,7 +309,7 @@ def test_auto_on_a_miss_can_measure_first(monkeypatch):
 def test_auto_survives_a_corrupt_cache(private_cache):
     private_cache.parent.mkdir(parents=True)
     private_cache.write_bytes(b"\x00\xff garbage")
-    with pytest.warns(picker.AutoVariantWarning):
+    with pytest.warns(blocks.AutoVariantWarning):
         model = blocks.resnet18("auto", input_shape=(16, 16, 3), dtype_policy="float32")
     assert model.variant == "subclassed"
 

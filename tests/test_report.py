@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from blocks import report
+from blocks.measure import report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

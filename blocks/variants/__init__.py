@@ -5,4 +5,7 @@ signature (`blocks.layers.BlockArgs`), call `register(Variant(...))` at the bott
 module below. The tests and benchmarks pick it up from the registry with no other edits.
 """
 
+from blocks.registry import VARIANTS, get_variant, register
 from blocks.variants import folded, functional, nchw, subclassed, xla  # noqa: F401
+
+__all__ = ["VARIANTS", "get_variant", "register"]

@@ -6,8 +6,7 @@ With the BN gone, TensorFlow runs conv + bias + ReLU as one fused kernel and ski
 passes over the activations. The canonical parameters stay as they are (so weights import and
 export like every variant's) and are folded inside the compiled graph on each call, so they are
 never stale after an import or a direct assignment. The fold reads and writes every kernel once
-per call: lost in the noise at batch 64, but measured at 0.77x of `subclassed` at batch 1 and
-0.88x at batch 8 on a 2-core CPU, where Grappler already fuses the BN at inference.
+per call, which shows at small batches (measured figures: README, "The variants").
 """
 
 from __future__ import annotations
@@ -16,18 +15,11 @@ import tensorflow as tf
 
 from blocks import _compat
 from blocks._compat import keras
-from blocks.layers import batch_norm, build_chain, conv, zero_pad
-from blocks.registry import InferenceOnlyError, Variant, register
+from blocks.layers import build_chain, stem_layers
+from blocks.registry import Variant, refuse_training, register
 from blocks.variants.subclassed import BasicBlock
 
-
-def _refuse_training(name):
-    raise InferenceOnlyError(
-        f"Variant 'folded' is inference-only (layer {name!r}): its BatchNorms are folded into "
-        "the convolutions, so there are no batch statistics to train with. Received: "
-        "training=True. Train another variant and move the weights with blocks.export_weights / "
-        "blocks.import_weights."
-    )
+_WHY = ": its BatchNorms are folded into the convolutions, so there are no batch statistics"
 
 
 def folded_conv(x, conv_layer, bn_layer):
@@ -55,7 +47,7 @@ class FoldedBasicBlock(BasicBlock):
 
     def call(self, inputs, training=None):
         if training:
-            _refuse_training(self.name)
+            refuse_training("folded", _WHY)
         leaves = self.leaves
         x = inputs if leaves.pad1 is None else leaves.pad1(inputs)
         x = tf.nn.relu(folded_conv(x, leaves.conv1, leaves.bn1))
@@ -71,57 +63,41 @@ class FoldedBasicBlock(BasicBlock):
 
 @_compat.register_serializable(package="blocks")
 class FoldedStem(keras.layers.Layer):
-    """The stem (pad, conv, BN, ReLU, pool) with the BN folded into the conv; named `stem`."""
+    """The stem of `blocks.layers.stem_layers` with its BN folded into the conv; named `stem`."""
 
     def __init__(self, spec, *, data_format, bn_momentum, bn_epsilon, **kwargs):
         super().__init__(**kwargs)
-        self.spec, self.data_format = spec, data_format
-        common = dict(data_format=data_format, dtype=self.dtype_policy)
-        padded = isinstance(spec.conv_padding, int)
-        self.pad = zero_pad(spec.conv_padding, name="pad", **common) if padded else None
-        self.conv = conv(
-            spec.filters,
-            spec.kernel_size,
-            spec.strides,
-            "valid" if padded else spec.conv_padding,
-            use_bias=spec.use_bias,
-            name="conv",
-            **common,
+        stem = stem_layers(
+            spec,
+            data_format=data_format,
+            bn_momentum=bn_momentum,
+            bn_epsilon=bn_epsilon,
+            dtype=self.dtype_policy,
+            prefix="",
         )
-        self.bn = batch_norm(momentum=bn_momentum, epsilon=bn_epsilon, name="bn", **common)
-        pool_padded = isinstance(spec.pool_padding, int)
-        self.pool_pad = None
-        if pool_padded:
-            self.pool_pad = zero_pad(spec.pool_padding, name="pool_pad", **common)
-        self.pool = _compat.max_pool2d(
-            pool_size=spec.pool_size,
-            strides=spec.pool_strides,
-            padding="valid" if pool_padded else spec.pool_padding,
-            name="pool",
-            **common,
-        )
-
-    def _chain(self):
-        return [self.pad, self.conv, self.bn, self.pool_pad, self.pool]
+        # Sublayers as attributes, so Keras tracks them under the canonical names.
+        self.pad, self.conv, self.bn = stem.pad, stem.conv, stem.bn
+        self.pool_pad, self.pool = stem.pool_pad, stem.pool
+        self.leaves = stem
 
     def build(self, input_shape):
-        build_chain(self._chain(), input_shape)
+        build_chain(self.leaves.chain(), input_shape)
         self.built = True
 
     def compute_output_shape(self, input_shape):
         shape = tuple(input_shape)
-        for layer in self._chain():
-            if layer is not None and layer is not self.bn:
-                shape = tuple(layer.compute_output_shape(shape))
+        for layer in self.leaves.chain():
+            shape = tuple(layer.compute_output_shape(shape))
         return shape
 
     def call(self, inputs, training=None):
         if training:
-            _refuse_training(self.name)
-        x = inputs if self.pad is None else self.pad(inputs)
-        x = tf.nn.relu(folded_conv(x, self.conv, self.bn))
-        x = x if self.pool_pad is None else self.pool_pad(x)
-        return self.pool(x)
+            refuse_training("folded", _WHY)
+        stem = self.leaves
+        x = inputs if stem.pad is None else stem.pad(inputs)
+        x = tf.nn.relu(folded_conv(x, stem.conv, stem.bn))
+        x = x if stem.pool_pad is None else stem.pool_pad(x)
+        return stem.pool(x)
 
 
 def folded_stem(spec, *, data_format, bn_momentum, bn_epsilon, dtype):

@@ -6,8 +6,9 @@ The keras-hub style: every leaf layer sits directly in the model's graph, named
 
 from __future__ import annotations
 
+from blocks import checks
 from blocks._compat import keras
-from blocks.layers import BlockArgs, block_layers, in_channels_of
+from blocks.layers import BlockArgs, block_layers
 from blocks.registry import Variant, register
 
 
@@ -43,7 +44,7 @@ def basic_block(
     prefix = f"{name}." if name else ""
 
     def apply(x, training=None):
-        in_channels = in_channels_of(x.shape, data_format, f"Block {name!r}")
+        in_channels = checks.in_channels(x.shape, data_format, f"Block {name!r}")
         leaves = block_layers(args, in_channels, prefix=prefix)
         y = x if leaves.pad1 is None else leaves.pad1(x)
         y = leaves.bn1(leaves.conv1(y), training=training)

@@ -7,7 +7,7 @@ only through oneDNN; `check_device` says so up front instead of failing inside a
 
 from __future__ import annotations
 
-from blocks import devices
+from blocks import kernels
 from blocks.registry import Variant, register
 from blocks.variants.functional import basic_block
 
@@ -20,6 +20,6 @@ register(
         summary="the functional block in channels_first layout, one transpose at the model's entry",
         complexity=2,
         wins="NVIDIA GPUs with cuDNN (its native layout); on the CPU, as fast as oneDNN makes it",
-        check_device=devices.check_nchw_support,
+        check_device=kernels.check_nchw_support,
     )
 )

@@ -8,15 +8,9 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from blocks import _compat
+from blocks import _compat, checks
 from blocks._compat import keras
-from blocks.layers import (
-    BlockArgs,
-    block_layers,
-    block_output_shape,
-    build_chain,
-    in_channels_of,
-)
+from blocks.layers import BlockArgs, block_layers, block_output_shape, build_chain
 from blocks.registry import Variant, register
 
 
@@ -58,7 +52,7 @@ class BasicBlock(keras.layers.Layer):
         self.leaves = None
 
     def build(self, input_shape):
-        in_channels = in_channels_of(
+        in_channels = checks.in_channels(
             input_shape, self.block_args.data_format, f"Block {self.name!r}"
         )
         leaves = block_layers(self.block_args, in_channels)

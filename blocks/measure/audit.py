@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 
 TRANSPOSES = ("Transpose", "_MklTranspose", "ConjugateTranspose")
 
@@ -37,3 +38,21 @@ def layout(counts) -> dict:
         "unfused_convs": plain,
         "xla_clusters": counts.get("<xla cluster>", 0),
     }
+
+
+@contextlib.contextmanager
+def run_metadata():
+    """Record the graphs TF runs inside the block (after Grappler and placement).
+
+    Yields a dict whose "metadata" (a RunMetadata proto) is filled on exit. Uses TF's eager
+    context, which every supported version has but does not export publicly.
+    """
+    from tensorflow.python.eager import context
+
+    box = {}
+    context.enable_run_metadata()
+    try:
+        yield box
+    finally:
+        box["metadata"] = context.export_run_metadata()
+        context.disable_run_metadata()

@@ -18,8 +18,11 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from blocks import _compat, cache, devices, timing
-from blocks.registry import VARIANTS, get_variant
+from blocks import _compat, checks
+from blocks.archs import get_arch
+from blocks.measure import cache, devices, report, timing
+from blocks.models import input_shape_for, resolve_policy
+from blocks.variants import VARIANTS, get_variant
 
 DEFAULT_VARIANT = "subclassed"
 DEFAULT_BUDGET_S = 45.0
@@ -168,24 +171,17 @@ def default_device() -> str:
 
 
 def _validate(device, mode, batch_size, dtype_policy, arch, input_shape, variants, budget_s):
-    from blocks.archs import get_arch
-    from blocks.models import check_input_shape, resolve_policy
-
     device = devices.resolve(device if device is not None else default_device())
     timing.Workload("subclassed", mode=mode, batch_size=batch_size)  # mode and batch checks
     resolve_policy(dtype_policy)
     arch_spec = get_arch(arch)
-    shape = check_input_shape(input_shape or arch_spec.input_shape, "channels_last", arch_spec)
+    shape = input_shape_for(arch_spec, input_shape, "channels_last")
     if shape[0] != shape[1]:
         raise ValueError(f"pick times square images; Received: input_shape={input_shape!r}")
     names = list(VARIANTS) if variants is None else [get_variant(v).name for v in variants]
     if not names:
         raise ValueError("Expected at least one variant; Received: variants=[]")
-    if budget_s is not None and not (isinstance(budget_s, (int, float)) and budget_s > 0):
-        raise ValueError(
-            "Invalid budget_s. Expected a positive number of seconds; "
-            f"Received: budget_s={budget_s!r}"
-        )
+    checks.positive_number(budget_s, "budget_s", allow_none=True)
     return device, arch_spec.name, shape, names
 
 
@@ -335,40 +331,6 @@ def cached(
     return result
 
 
-class AutoVariantWarning(UserWarning):
-    """`variant="auto"` found no cached pick and fell back to the default variant."""
-
-
-def resolve_auto(*, arch, input_shape, dtype_policy, pick_on_miss: bool) -> str:
-    """The cached winner for ResNet inference at batch 64 on the default device, else see below.
-
-    On a miss: measure first if `pick_on_miss`, otherwise warn and use DEFAULT_VARIANT.
-    """
-    import warnings
-
-    from blocks.models import resolve_policy
-
-    policy = resolve_policy(dtype_policy).name
-    options = dict(
-        mode="inference", batch_size=64, dtype_policy=policy, arch=arch, input_shape=input_shape
-    )
-    hit = cached(**options)
-    if hit is not None and hit.winner in VARIANTS:
-        return hit.winner
-    if pick_on_miss:
-        return pick(**options).winner
-    h, w, _ = input_shape
-    warnings.warn(
-        f"variant='auto': no cached pick for {default_device()}, arch={arch!r}, {h}x{w}, "
-        f"{policy}, inference batch 64 (TF {_compat.TF_VERSION}); using {DEFAULT_VARIANT!r}. "
-        f"Run `python -m blocks pick --arch {arch} --image-size {h} --dtype-policy {policy}` "
-        "once, or pass pick_on_miss=True.",
-        AutoVariantWarning,
-        stacklevel=4,
-    )
-    return DEFAULT_VARIANT
-
-
 def pick_from_benchmarks(
     path,
     device=None,
@@ -385,8 +347,6 @@ def pick_from_benchmarks(
     Uses the raw timings when the run kept them (--benchmark-save-data: bootstrap, as `pick`),
     else each row's median, IQR and rounds (notch_ratio_ci).
     """
-    from blocks import report
-
     rows = report.load(path)
     device = devices.resolve(device) if device else None
     size = input_shape[0] if input_shape else None

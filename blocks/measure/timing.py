@@ -16,7 +16,12 @@ from typing import Callable, Optional
 import numpy as np
 import tensorflow as tf
 
-from blocks import _compat, audit, devices
+from blocks import _compat, checks
+from blocks.archs import ARCHS, get_arch
+from blocks.kernels import DeviceError
+from blocks.measure import audit, devices
+from blocks.models import resnet18
+from blocks.variants import get_variant
 
 MODES = ("inference", "train")
 EXECUTIONS = ("graph", "eager")
@@ -45,15 +50,7 @@ class Workload:
                 f"Unknown execution. Expected one of {list(EXECUTIONS)}; "
                 f"Received: execution={self.execution!r}"
             )
-        if (
-            isinstance(self.batch_size, bool)
-            or not isinstance(self.batch_size, int)
-            or self.batch_size <= 0
-        ):
-            raise ValueError(
-                "Invalid batch size. Expected a positive int; "
-                f"Received: batch_size={self.batch_size!r}"
-            )
+        checks.positive_int(self.batch_size, "batch_size")
 
     @property
     def label(self) -> str:
@@ -61,8 +58,6 @@ class Workload:
         return self.variant if self.execution == "graph" else f"{self.variant}[eager]"
 
     def input_shape(self) -> tuple:
-        from blocks.archs import get_arch
-
         h, w, c = get_arch(self.arch).input_shape
         if self.image_size is not None:
             h = w = int(self.image_size)
@@ -105,15 +100,13 @@ def prepare(workload: Workload, *, seed: int = 0, warmup: int = 2) -> Step:
         Unsupported: the device lacks a kernel (nchw, bfloat16, ...) or memory for the batch.
         ValueError: an unknown variant, arch, policy, device or mode.
     """
-    import blocks
-
     device = devices.resolve(workload.device)
-    if workload.mode == "train" and not blocks.get_variant(workload.variant).trainable:
+    if workload.mode == "train" and not get_variant(workload.variant).trainable:
         raise Unsupported(f"variant {workload.variant!r} is inference-only: no training step")
     h, w, c = workload.input_shape()
     try:
         with tf.device(device):
-            model = blocks.resnet18(
+            model = resnet18(
                 workload.variant,
                 arch=workload.arch,
                 input_shape=(h, w, c),
@@ -122,7 +115,7 @@ def prepare(workload: Workload, *, seed: int = 0, warmup: int = 2) -> Step:
             )
             rng = tf.random.Generator.from_seed(seed)
             x = rng.uniform((workload.batch_size, h, w, c), dtype=tf.float32)
-            num_classes = blocks.ARCHS[workload.arch].num_classes
+            num_classes = ARCHS[workload.arch].num_classes
             labels = rng.uniform((workload.batch_size,), 0, num_classes, dtype=tf.int32)
             if workload.mode == "inference":
                 fn = _inference_fn(model)
@@ -131,7 +124,7 @@ def prepare(workload: Workload, *, seed: int = 0, warmup: int = 2) -> Step:
             if workload.execution == "graph":
                 fn = tf.function(fn)
             t0 = time.perf_counter()
-            with _compat.run_metadata() as recorded:
+            with audit.run_metadata() as recorded:
                 out = _sync(fn(x, labels))  # trace, compile, first run
             for _ in range(max(0, warmup - 1)):
                 out = _sync(fn(x, labels))
@@ -139,7 +132,7 @@ def prepare(workload: Workload, *, seed: int = 0, warmup: int = 2) -> Step:
             layout = None
             if workload.execution == "graph":
                 layout = audit.layout(audit.op_counts(recorded["metadata"]))
-    except blocks.DeviceError as e:
+    except DeviceError as e:
         raise Unsupported(str(e)) from e
     except tf.errors.ResourceExhaustedError as e:
         raise Unsupported(
