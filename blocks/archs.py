@@ -72,7 +72,9 @@ ARCHS = {
         num_classes=10,
         description="the article's ResNet18: 3x3 stem, biased convs, shortcut conv without BN",
     ),
-    # He et al. 2016 / torchvision: 7x7/2 stem, 3x3/2 max pool, bias-free convs, BN on shortcut.
+    # He et al. 2016 / torchvision: 7x7/2 stem, 3x3/2 max pool, bias-free convs, BN on shortcut,
+    # and PyTorch's BN constants (epsilon 1e-5, momentum 0.1 there = 0.9 in Keras's convention),
+    # as keras-hub's ResNetBackbone too: pretrained weights give the same logits.
     "imagenet": Arch(
         name="imagenet",
         stem=StemSpec(64, 7, 2, 3, False, 3, 2, 1),
@@ -81,6 +83,8 @@ ARCHS = {
         padding="symmetric",
         input_shape=(224, 224, 3),
         num_classes=1000,
+        bn_momentum=0.9,
+        bn_epsilon=1e-5,
         description="the standard ImageNet ResNet: 7x7/2 stem, max pool 3x3/2, bias-free convs",
     ),
 }

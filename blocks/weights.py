@@ -152,7 +152,16 @@ def import_weights(model, weights) -> None:
 def _write_npz_atomic(path, arrays: dict) -> None:
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".npz.tmp", dir=directory)
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(
+            f"Cannot write weights to {path!r}: the directory {directory!r} does not exist."
+        )
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".", suffix=".npz.tmp", dir=directory)
+    except PermissionError:
+        raise PermissionError(
+            f"Cannot write weights to {path!r}: no permission to create files in {directory!r}."
+        ) from None
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
@@ -182,8 +191,16 @@ def read_weights(path) -> dict:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"No weights file at {path!r}.")
+    if os.path.isdir(path):
+        raise ValueError(f"Invalid weights file {path!r}: it is a directory.")
     unreadable = (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError, zlib.error)
     what = "an .npz archive of canonical keys to arrays, as written by blocks.save_weights"
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if not head:
+        raise ValueError(f"Invalid weights file {path!r}: it is empty; expected {what}.")
+    if not head.startswith((b"PK\x03\x04", b"\x93NUMPY")):
+        raise ValueError(f"Invalid weights file {path!r}: {_describe_head(head)}; expected {what}.")
     try:
         archive = np.load(path, allow_pickle=False)
     except unreadable as e:
@@ -211,6 +228,18 @@ def read_weights(path) -> dict:
                     f"Detail: {e}"
                 ) from e
         return arrays
+
+
+def _describe_head(head: bytes) -> str:
+    """What a file that is not a NumPy archive seems to be, from its first bytes."""
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"not a NumPy archive (it starts with bytes {head[:8].hex(' ')})"
+    if text.isprintable() or "\n" in text:
+        preview = " ".join(text.split())[:24]
+        return f"a text file, not a NumPy archive (it starts with {preview!r})"
+    return f"not a NumPy archive (it starts with {text[:8]!r})"
 
 
 def load_weights(model, path) -> None:

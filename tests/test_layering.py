@@ -16,8 +16,9 @@ PACKAGE = os.path.join(ROOT, "blocks")
 
 # The package's layers, lowest first. A module may import modules of its own layer or below.
 LIBRARY, MEASURE, TOP = 0, 1, 2
-# Leaves: the argument checks and the log switch import nothing from the package, nor TensorFlow.
-LEAVES = ("blocks.checks", "blocks.logs", "blocks.measure.host")
+# Leaves: the argument checks and the host's description import nothing from the package, nor
+# TensorFlow (the command line checks its arguments before TensorFlow loads).
+LEAVES = ("blocks.checks", "blocks.measure.host")
 
 
 def modules() -> dict:
@@ -122,7 +123,9 @@ def test_the_graph_reader_sees_what_it_must(tmp_path):
     """The checks above are only as good as the reader: a planted upward import is seen."""
     known = modules()
     planted = tmp_path / "archs.py"
-    planted.write_text("def f():\n    from blocks.measure import picker\n    from . import checks\n")
+    planted.write_text(
+        "def f():\n    from blocks.measure import picker\n    from . import checks\n"
+    )
     found = imports("blocks.archs", str(planted), known)
     assert {"blocks.measure.picker", "blocks.checks"} <= found
 

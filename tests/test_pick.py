@@ -1,8 +1,6 @@
 """`blocks.pick` and its cache: ranking, tie detection, the cache file, `variant="auto"`, the CLI."""
 
 import json
-import logging
-import multiprocessing
 import os
 import subprocess
 import sys
@@ -208,60 +206,6 @@ def test_cache_key_names_device_versions_and_configuration():
         [32, 32, 3],
     )
     assert key["variants"] == ["functional", "xla"]
-
-
-def test_corrupt_cache_is_set_aside_and_rebuilt(private_cache, caplog):
-    private_cache.parent.mkdir(parents=True)
-    private_cache.write_text("{not json")
-    with caplog.at_level(logging.WARNING, logger="blocks"):
-        assert cache.load({"k": 1}) is None
-        assert cache.store({"k": 1}, _result().to_json())
-    lines = [r.getMessage() for r in caplog.records]
-    assert len(lines) == 1 and "unreadable" in lines[0] and "moved to" in lines[0]
-    assert "\n" not in lines[0]
-    aside = [p for p in private_cache.parent.iterdir() if ".corrupt-" in p.name]
-    assert len(aside) == 1 and aside[0].read_text() == "{not json"
-    assert cache.load({"k": 1})["winner"] == "functional"
-
-
-def test_cache_of_another_format_is_set_aside(private_cache, caplog):
-    private_cache.parent.mkdir(parents=True)
-    private_cache.write_text(json.dumps({"format": 99, "entries": []}))
-    with caplog.at_level(logging.WARNING, logger="blocks"):
-        assert cache.store({"k": 1}, _result().to_json())
-    assert "not a format-1 pick cache" in caplog.text
-    assert json.loads(private_cache.read_text())["format"] == cache.FORMAT
-
-
-def test_unwritable_cache_is_reported_not_raised(tmp_path, monkeypatch, caplog):
-    blocker = tmp_path / "a-file"
-    blocker.write_text("not a directory")
-    monkeypatch.setenv(cache.ENV_VAR, str(blocker / "picks.json"))
-    with caplog.at_level(logging.WARNING, logger="blocks"):
-        result = picker.pick(variants=["subclassed"], **TINY)
-    assert result.winner == "subclassed"
-    assert "cannot be written" in caplog.text
-    assert picker.cached(variants=["subclassed"], batch_size=2, input_shape=(8, 8, 3)) is None
-
-
-def _writer(path, start, count):
-    os.environ[cache.ENV_VAR] = path
-    for i in range(start, start + count):
-        assert cache.store({"entry": i}, {"winner": f"v{i}"})
-
-
-def test_two_processes_writing_at_once_lose_nothing(private_cache):
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_writer, args=(str(private_cache), s, 40)) for s in (0, 1000)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-        assert p.exitcode == 0
-    entries = json.loads(private_cache.read_text())["entries"]
-    assert len(entries) == 80
-    assert {json.loads(k)["entry"] for k in entries} == set(range(40)) | set(range(1000, 1040))
-    assert not [p for p in private_cache.parent.iterdir() if p.suffix == ".tmp"]
 
 
 # --- variant="auto" -------------------------------------------------------------------------

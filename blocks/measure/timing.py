@@ -120,7 +120,7 @@ def prepare(workload: Workload, *, seed: int = 0, warmup: int = 2) -> Step:
             if workload.mode == "inference":
                 fn = _inference_fn(model)
             else:
-                fn = _train_fn(model, workload.dtype_policy)
+                fn = train_step(model, workload.dtype_policy)
             if workload.execution == "graph":
                 fn = tf.function(fn)
             t0 = time.perf_counter()
@@ -165,7 +165,7 @@ def _inference_fn(model):
     return infer
 
 
-def _train_fn(model, dtype_policy: str):
+def train_step(model, dtype_policy: str):
     """Forward, softmax cross-entropy, gradients and an SGD-momentum update; returns the logits."""
     optimizer = _compat.sgd_momentum(0.01, 0.9, loss_scaling=dtype_policy == "mixed_float16")
     variables = model.trainable_variables

@@ -1,0 +1,1 @@
+"""The test suite of resnet-blocks (a package, so its helpers import as tests.helpers)."""

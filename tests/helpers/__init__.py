@@ -1,0 +1,1 @@
+"""What the tests share: references, tolerances, problems, runs and hypothesis strategies."""

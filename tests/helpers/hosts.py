@@ -1,0 +1,48 @@
+"""What this host and this process can run, decided from the platform and the environment (CPU
+flags, TF_ENABLE_ONEDNN_OPTS), never by asking the code under test.
+
+nchw on the CPU needs oneDNN's channels_first kernels. On an x86-64 CPU TensorFlow has them once
+oneDNN is on, so there the nchw tests must pass, never skip: if this process runs with oneDNN off
+(TensorFlow's default on CPUs without AVX512_VNNI/BF16/AMX, such as an AVX2-only EPYC), they are
+skipped here with one reason and run by tests/test_nchw.py in a process with
+TF_ENABLE_ONEDNN_OPTS=1, which fails if any of them fails or skips.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from blocks import kernels
+from blocks.measure import host
+
+
+def onednn_on_here() -> bool:
+    setting = kernels.onednn_setting()
+    return setting == "on" or (setting == "default" and host.onednn_on_by_default())
+
+
+def avx2_only() -> bool:
+    flags = host.cpu_flags()
+    return host.is_x86_64() and "avx2" in flags and "avx512f" not in flags
+
+
+NCHW_ELSEWHERE = host.is_x86_64() and not onednn_on_here()
+NCHW_ELSEWHERE_REASON = (
+    "nchw: oneDNN is off in this process (TF_ENABLE_ONEDNN_OPTS or TensorFlow's default for this "
+    "CPU); its tests run in test_nchw.py's process with TF_ENABLE_ONEDNN_OPTS=1"
+)
+
+
+def nchw_dtype_reason(compute_dtype: str) -> Optional[str]:
+    """Why NCHW in `compute_dtype` cannot run on this CPU even with oneDNN on, or None.
+
+    oneDNN computes bfloat16 only with AVX512_BF16 or AMX, float16 only with AVX512_FP16.
+    """
+    if not host.is_x86_64():
+        return None
+    flags = host.cpu_flags()
+    if compute_dtype == "bfloat16" and not set(host.BF16_FLAGS) & flags:
+        return "nchw bfloat16: oneDNN has no bfloat16 convolution without AVX512_BF16 or AMX"
+    if compute_dtype == "float16" and "avx512_fp16" not in flags:
+        return "nchw float16: oneDNN has no float16 convolution without AVX512_FP16"
+    return None

@@ -1,0 +1,56 @@
+"""hypothesis strategies shared by the property tests.
+
+A drawn block reaches every path of the block code: both paddings ("same", asymmetric for even
+sizes at stride 2, and "symmetric"), bias and shortcut BN apart from each other and from the
+padding, identity and projection shortcuts (stride 2, or stride 1 with a channel change), odd and
+even sizes down to 1, channels up to 16, and BN constants other than Keras's defaults.
+"""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+# (momentum, epsilon): Keras's defaults (the seed arch), torchvision's (imagenet), and an odd pair
+# so that a block which ignored its arguments for a default would show.
+BN_CONSTANTS = ((0.99, 1e-3), (0.9, 1e-5), (0.7, 1e-2))
+
+
+def out_size(size: int, strides: int) -> int:
+    return -(-size // strides)
+
+
+@st.composite
+def block_cases(draw, min_bn_values=8, min_size=1, max_size=9, max_channels=16, min_batch=1):
+    """A BasicBlock problem: input batch/size/channels, filters, stride, the block's options and
+    a data seed.
+
+    `min_bn_values`: the batch is drawn large enough that each BN normalises over at least that
+    many values per channel in training mode (see tolerances.DEGENERATE_BN).
+    """
+    height = draw(st.integers(min_size, max_size))
+    width = draw(st.integers(min_size, max_size))
+    strides = draw(st.sampled_from([1, 2]))
+    per_image = out_size(height, strides) * out_size(width, strides)
+    least = max(min_batch, -(-min_bn_values // per_image))
+    momentum, epsilon = draw(st.sampled_from(BN_CONSTANTS))
+    return dict(
+        batch=draw(st.integers(least, least + 2)),
+        height=height,
+        width=width,
+        channels=draw(st.integers(1, max_channels)),
+        filters=draw(st.integers(1, max_channels)),
+        strides=strides,
+        use_bias=draw(st.booleans()),
+        shortcut_bn=draw(st.booleans()),
+        padding=draw(st.sampled_from(["same", "symmetric"])),
+        bn_momentum=momentum,
+        bn_epsilon=epsilon,
+        seed=draw(st.integers(0, 2**31 - 1)),
+    )
+
+
+BLOCK_OPTIONS = ("use_bias", "shortcut_bn", "padding", "bn_momentum", "bn_epsilon")
+
+
+def options_of(case: dict) -> dict:
+    return {k: case[k] for k in BLOCK_OPTIONS}
