@@ -1,31 +1,41 @@
-"""Benchmark axes as pytest options, parametrization over the registry, and the summary tables.
+"""Benchmark axes as pytest options, the matrix of (workload, configuration), and the summary.
 
-pytest bench/ --benchmark-only                      # the default matrix, every device
-pytest bench/ --benchmark-only --batch-sizes 1,8,64 --modes inference --variants xla,functional
-pytest bench/ --benchmark-disable                    # run every combination once (smoke test)
+    pytest bench/ --benchmark-only                        # the default matrix, every device
+    pytest bench/ --benchmark-only --batch-sizes 1,8,64 --modes inference --variants xla,functional
+    pytest bench/ --benchmark-only --executions graph,xla --runtimes default,onednn
+    pytest bench/ --benchmark-disable                     # run every combination once (smoke test)
+
+Every benchmark runs in worker processes (`blocks.measure.lab`): the configuration in the worker of
+its runtime, interleaved round by round with the reference (subclassed, graph, default runtime) in
+a worker of its own, so `speedup_vs_reference` comes from paired rounds inside the benchmark.
+pytest-benchmark records the times measured inside the workers (bench/replay.py is its clock).
 """
 
 from __future__ import annotations
 
 import itertools
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from blocks import logs
+
+logs.quiet_tensorflow()
 
 import pytest  # noqa: E402
 
-import blocks  # noqa: E402
-from blocks.measure import devices, report, timing  # noqa: E402
-
-REFERENCE = "subclassed"
+from blocks.checks import DTYPE_POLICIES  # noqa: E402
+from blocks.measure import devices, lab, report, runtimes, workers  # noqa: E402
+from blocks.measure.workload import EXECUTIONS, MODES, Config, Workload  # noqa: E402
+from blocks.variants import VARIANTS  # noqa: E402
 
 _AXES = {
-    "devices": "comma-separated devices to run on (default: every device TensorFlow lists)",
-    "batch-sizes": "comma-separated batch sizes (default: 1,64)",
+    "devices": "comma-separated devices (default: every device TensorFlow lists)",
+    "batch-sizes": "comma-separated batch sizes per replica (default: 1,64)",
     "modes": "comma-separated modes, of inference,train (default: both)",
     "dtype-policies": "comma-separated dtype policies (default: float32, plus each mixed policy "
     "the device runs natively; the others are listed as skipped)",
     "variants": "comma-separated variants (default: every registered variant)",
+    "executions": "comma-separated executions, of graph,xla,eager (default: all)",
+    "runtimes": "comma-separated runtimes, of default,onednn,no-onednn (default: default; a "
+    "runtime equal to TensorFlow's default here is measured once)",
     "arch": "comma-separated archs, of seed,imagenet (default: seed)",
     "image-size": "comma-separated square image sizes (default: the arch's, 32 for seed)",
 }
@@ -38,8 +48,14 @@ def pytest_addoption(parser):
     group.addoption(
         "--target-seconds",
         type=float,
-        default=6.0,
-        help="timed work per benchmark, split into calibrated rounds (default: 6)",
+        default=4.0,
+        help="timed work per benchmark, configuration and reference together (default: 4)",
+    )
+    group.addoption(
+        "--min-sample-s",
+        type=float,
+        default=lab.MIN_SAMPLE_S,
+        help=f"each timed sample runs enough calls to last this long (default: {lab.MIN_SAMPLE_S})",
     )
 
 
@@ -68,109 +84,132 @@ def _choices(config, name, allowed, default):
     if values is None:
         return default
     bad = [v for v in values if v not in allowed]
-    if bad:
+    if bad or not values:
         raise pytest.UsageError(f"--{name}: unknown {bad}; expected some of {list(allowed)}")
     return values
 
 
-def _workloads(config):
+def matrix(config) -> tuple:
+    """([(workload, configuration, skip reason or None)], [(workload for a ceiling)]) from the
+    options, checked; a bad option is a UsageError (one line, no traceback)."""
     try:
-        device_names = [
-            devices.resolve(d) for d in (_csv(config, "devices") or devices.list_devices())
-        ]
+        names = [devices.resolve(d) for d in (_csv(config, "devices") or devices.list_devices())]
     except ValueError as e:
         raise pytest.UsageError(f"--devices: {e}") from None
-    variants = _choices(config, "variants", list(blocks.VARIANTS), list(blocks.VARIANTS))
-    modes = _choices(config, "modes", timing.MODES, list(timing.MODES))
-    archs = _choices(config, "arch", list(blocks.ARCHS), ["seed"])
+    variants = _choices(config, "variants", list(VARIANTS), list(VARIANTS))
+    executions = _choices(config, "executions", EXECUTIONS, list(EXECUTIONS))
+    runtime_names = _choices(config, "runtimes", list(runtimes.RUNTIMES), ["default"])
+    measured, _ = runtimes.distinct(runtime_names)
+    modes = _choices(config, "modes", MODES, list(MODES))
+    archs = _choices(config, "arch", ["seed", "imagenet"], ["seed"])
     batches = _ints(config, "batch-sizes", [1, 64])
     sizes = _ints(config, "image-size", [None])
-    asked_policies = _choices(config, "dtype-policies", blocks.DTYPE_POLICIES, None)
-    out = []
-    for device in device_names:
-        native = devices.native_dtype_policies(device)
-        policies = asked_policies or list(blocks.DTYPE_POLICIES)
-        for arch, size, mode, policy, batch in itertools.product(
-            archs, sizes, modes, policies, batches
-        ):
-            # Off the default list: a mixed policy this device only emulates. Listed as skipped.
-            skip = (
-                None
-                if asked_policies or native[policy] is None
-                else (
-                    f"{policy} not in the default matrix on {device}: {native[policy]} "
-                    "(ask for it with --dtype-policies)"
-                )
-            )
-            rows = [(v, "graph") for v in variants]
-            if REFERENCE in variants:
-                rows.append((REFERENCE, "eager"))
-            for variant, execution in rows:
-                w = timing.Workload(variant, mode, batch, policy, device, arch, size, execution)
-                out.append((w, skip))
-    return out
-
-
-def _ceilings(config):
-    names = [devices.resolve(d) for d in (_csv(config, "devices") or devices.list_devices())]
-    asked = _choices(config, "dtype-policies", blocks.DTYPE_POLICIES, None)
-    out = []
+    asked = _choices(config, "dtype-policies", DTYPE_POLICIES, None)
+    rows, ceilings = [], []
     for device in names:
         native = devices.native_dtype_policies(device)
-        for policy in asked or blocks.DTYPE_POLICIES:
-            if asked or native[policy] is None:
-                out.append((device, policy))
-    return out
-
-
-_SHORT = {
-    "inference": "inf",
-    "train": "train",
-    "float32": "f32",
-    "mixed_bfloat16": "bf16",
-    "mixed_float16": "f16",
-}
-
-
-def _id(w: timing.Workload) -> str:
-    """Short enough for a 100-column table; the group header spells the configuration out."""
-    h, _, _ = w.input_shape()
-    mode, policy = _SHORT[w.mode], _SHORT[w.dtype_policy]
-    return f"{w.label}-{mode}-b{w.batch_size}-{policy}-{w.device}-{w.arch}{h}"
-
-
-def pytest_generate_tests(metafunc):
-    if "workload" in metafunc.fixturenames:
-        params = [
-            pytest.param(w, id=_id(w), marks=[pytest.mark.skip(reason=skip)] if skip else [])
-            for w, skip in _workloads(metafunc.config)
-        ]
-        metafunc.parametrize("workload", params)
-    if "ceiling_case" in metafunc.fixturenames:
-        cases = _ceilings(metafunc.config)
-        metafunc.parametrize("ceiling_case", cases, ids=[f"{d}-{_SHORT[p]}" for d, p in cases])
+        for arch, size, mode, policy, batch in itertools.product(
+            archs, sizes, modes, asked or DTYPE_POLICIES, batches
+        ):
+            workload = Workload(mode, batch, policy, arch, size, device)
+            # Off the default list: a mixed policy this device only emulates. Listed as skipped.
+            skip = None
+            if not asked and native[policy] is not None:
+                skip = f"{policy} on {device}: {native[policy]} (ask with --dtype-policies)"
+            for v, e, r in itertools.product(variants, executions, measured):
+                rows.append((workload, Config(v, e, r), skip))
+            if skip is None and (device, policy) not in {
+                (w.device, w.dtype_policy) for w in ceilings
+            }:
+                ceilings.append(workload)
+    return rows, ceilings
 
 
 def pytest_configure(config):
+    if not hasattr(config.option, "benchmark_timer"):
+        return
+    # Times come from the workers; pytest-benchmark's own clock would add the round trip.
+    config.option.benchmark_timer = "replay.clock"
     # A narrower default table (fits 100 columns); --benchmark-columns still overrides it.
-    if hasattr(config.option, "benchmark_columns") and "--benchmark-columns" not in " ".join(
-        config.invocation_params.args
-    ):
+    args = " ".join(config.invocation_params.args)
+    if "--benchmark-columns" not in args:
         config.option.benchmark_columns = ["median", "iqr", "ops", "rounds"]
-    if hasattr(config.option, "benchmark_name") and "--benchmark-name" not in " ".join(
-        config.invocation_params.args
-    ):
+    if "--benchmark-name" not in args:
         config.option.benchmark_name = "short"
+    config.stash[_MATRIX] = matrix(config)
+
+
+_MATRIX = pytest.StashKey[tuple]()
+
+
+def _id(workload: Workload, config: Config) -> str:
+    """Short enough for a 100-column table; the group header spells the workload out."""
+    short = {"inference": "inf", "train": "train", "float32": "f32"}
+    policy = short.get(workload.dtype_policy, workload.dtype_policy.replace("mixed_", ""))
+    return (
+        f"{config.variant}-{config.execution}-{config.runtime}-{short[workload.mode]}"
+        f"-b{workload.batch_size}-{policy}-{workload.device}-{workload.arch}{workload.size}"
+    )
+
+
+def pytest_generate_tests(metafunc):
+    rows, ceilings = metafunc.config.stash.get(_MATRIX, ([], []))
+    if "case" in metafunc.fixturenames:
+        params = [
+            pytest.param((w, c), id=_id(w, c), marks=[pytest.mark.skip(reason=s)] if s else [])
+            for w, c, s in rows
+        ]
+        metafunc.parametrize("case", params)
+    if "ceiling_workload" in metafunc.fixturenames:
+        metafunc.parametrize(
+            "ceiling_workload", ceilings, ids=[f"{w.device}-{w.dtype_policy}" for w in ceilings]
+        )
 
 
 @pytest.fixture(scope="session")
-def ceilings():
+def bench_lab(request):
+    rows, _ = request.config.stash.get(_MATRIX, ([], []))
+    the_lab = lab.Lab(
+        workers.variant_modules({c.variant for _, c, _ in rows}),
+        min_sample_s=request.config.getoption("min_sample_s"),
+    )
+    try:
+        yield the_lab
+    finally:
+        the_lab.close()
+
+
+_CEILINGS = pytest.StashKey[dict]()
+_NOT_RUN = pytest.StashKey[list]()
+
+
+@pytest.fixture(scope="session")
+def ceilings(request):
     """(device, dtype policy) -> matmul GFLOP/s, measured in this run on first use."""
-    return {}
+    return request.config.stash.setdefault(_CEILINGS, {})
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Remember the configurations that could not run, with their one-line reason."""
+    outcome = yield
+    rep = outcome.get_result()
+    case = getattr(item, "callspec", None) and item.callspec.params.get("case")
+    if case and rep.skipped and rep.when in ("setup", "call"):
+        workload, config = case
+        reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+        item.config.stash.setdefault(_NOT_RUN, []).append(
+            {
+                "group": workload.label,
+                "label": config.label,
+                "reason": reason.removeprefix("Skipped: "),
+            }
+        )
 
 
 def pytest_benchmark_update_json(config, benchmarks, output_json):
-    report.annotate(output_json["benchmarks"])
+    ceilings = {f"{d} {p}": g for (d, p), g in config.stash.get(_CEILINGS, {}).items()}
+    output_json["resnet_blocks"] = report.run_header(config.stash.get(_NOT_RUN, []), ceilings)
 
 
 def pytest_terminal_summary(terminalreporter, config):
@@ -178,7 +217,6 @@ def pytest_terminal_summary(terminalreporter, config):
     if session is None or session.disabled or not session.benchmarks:
         return
     rows = [b.as_dict(include_data=False) for b in session.benchmarks]
-    report.annotate(rows)
-    terminalreporter.section("resnet-blocks: images/s per group (median [IQR], speedup)")
+    terminalreporter.section("resnet-blocks: images/s per group (median [IQR], paired speedup)")
     for line in report.text_tables(rows, width=100):
         terminalreporter.write_line(line)

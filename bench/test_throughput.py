@@ -1,116 +1,87 @@
-"""Throughput of every variant's ResNet18, side by side, and each device's matmul ceiling.
+"""Throughput of every configuration's ResNet18, against the reference in the same rounds, and
+each device's matmul ceiling.
 
-One group per (device, arch, size, mode, dtype policy, batch): a fair race. Every benchmark also
-checks what it computed (shape, finite), so `--benchmark-disable` is a smoke test of the matrix.
+One group per workload (device, arch, size, mode, dtype policy, batch): a fair race. Every
+benchmark also checks what it computed (shape, finite), so `--benchmark-disable` is a smoke test.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-import tensorflow as tf
+from replay import player
 
-import blocks
-from blocks.measure import devices, flops, timing
-
-
-def _matmul_step(device: str, policy: str, n: int = 3072):
-    dtype = blocks.models.resolve_policy(policy).compute_dtype
-    with tf.device(device):
-        rng = tf.random.Generator.from_seed(0)
-        a = tf.cast(rng.uniform((n, n)), dtype)
-        b = tf.cast(rng.uniform((n, n)), dtype)
-        fn = tf.function(lambda: tf.matmul(a, b), autograph=False)
-        fn().numpy()
-
-    def run():
-        with tf.device(device):
-            return np.asarray(fn())
-
-    return run, 2 * n**3
+from blocks import _compat, cpu
+from blocks.archs import ARCHS
+from blocks.measure import lab, stats
+from blocks.measure.workload import REFERENCE
 
 
-def measure_ceiling(device: str, policy: str, target_s: float) -> float:
-    """GFLOP/s of a large square matmul in the policy's compute dtype on the device."""
-    run, work = _matmul_step(device, policy)
-    rounds = timing.calibrate_rounds(run, target_s=target_s)
-    stats = timing.summarize(timing.time_calls(run, rounds), 1)
-    return work / stats["median_s"] / 1e9
-
-
-def _extra_info(benchmark, workload, step, gflop_per_image, ceilings):
-    info = devices.describe(workload.device)
-    benchmark.extra_info.update(
-        variant=workload.label,
-        mode=workload.mode,
-        batch_size=workload.batch_size,
-        dtype_policy=workload.dtype_policy,
-        arch=workload.arch,
-        image_size=workload.input_shape()[0],
-        device=workload.device,
-        device_name=info["name"],
-        tf_version=blocks.TF_VERSION,
-        keras_version=blocks.KERAS_VERSION,
-        compile_s=round(step.compile_s, 3),
-        gflop_per_image=gflop_per_image,
-        ceiling_gflops_per_sec=ceilings.get((workload.device, workload.dtype_policy)),
-        # The layout audit: transposes, fused/unfused convs, XLA clusters TF ran (None: eager).
-        **(step.layout or {}),
-    )
-
-
-def test_matmul_ceiling(benchmark, ceiling_case, ceilings, request):
+def test_matmul_ceiling(benchmark, ceiling_workload, bench_lab, ceilings, request):
     """The device's practical peak: a 3072x3072 matmul in the policy's compute dtype."""
-    device, policy = ceiling_case
-    run, work = _matmul_step(device, policy)
-    benchmark.group = f"{device} ceiling {policy}"
-    benchmark.extra_info.update(
-        kind="ceiling",
-        device=device,
-        dtype_policy=policy,
-        flop_per_call=work,
-        device_name=devices.describe(device)["name"],
-        tf_version=blocks.TF_VERSION,
-        keras_version=blocks.KERAS_VERSION,
-    )
+    w = ceiling_workload
+    benchmark.group = f"{w.device} ceiling {w.dtype_policy}"
+    benchmark.extra_info.update(kind="ceiling", device=w.device, dtype_policy=w.dtype_policy)
     if benchmark.disabled:
-        out = benchmark(run)
-    else:
-        rounds = timing.calibrate_rounds(run, target_s=request.config.getoption("target_seconds"))
-        out = benchmark.pedantic(run, rounds=rounds, iterations=1, warmup_rounds=0)
-        gflops = work / benchmark.stats.stats.median / 1e9
-        ceilings[(device, policy)] = gflops
-        benchmark.extra_info["gflops_per_sec"] = round(gflops, 1)
-    assert np.all(np.isfinite(np.asarray(out, np.float32)))
+        benchmark(lambda: None)
+        return
+    gflops = bench_lab.ceiling(w, request.config.getoption("target_seconds"))
+    ceilings[(w.device, w.dtype_policy)] = gflops
+    benchmark.extra_info["gflops_per_sec"] = round(gflops, 1)
+    benchmark.pedantic(player([2 * 3072**3 / gflops / 1e9]), rounds=1, iterations=1)
 
 
-def test_resnet18(benchmark, workload, ceilings, request):
-    """Images per second of one variant's ResNet18 in one configuration."""
-    benchmark.group = workload.group
+def test_resnet18(benchmark, case, bench_lab, ceilings, request):
+    """Images per second of one configuration, and its speedup over the reference, paired."""
+    workload, config = case
+    benchmark.group = workload.label
     try:
-        step = timing.prepare(workload)
-    except timing.Unsupported as e:
+        prepared = bench_lab.prepare(workload, config)
+    except lab.Unrunnable as e:
         pytest.skip(str(e))
+    classes = ARCHS[workload.arch].num_classes
+    assert prepared.output_shape == (workload.batch_size * config.replicas, classes)
+    assert prepared.finite, f"{config.label}: non-finite output"
     target_s = request.config.getoption("target_seconds")
-    gflop = flops.flops_per_image(step.model, workload.mode) / 1e9
-    if not benchmark.disabled and (workload.device, workload.dtype_policy) not in ceilings:
-        ceilings[(workload.device, workload.dtype_policy)] = measure_ceiling(
-            workload.device, workload.dtype_policy, target_s
-        )
-    _extra_info(benchmark, workload, step, gflop, ceilings)
-    if benchmark.disabled:
-        out = benchmark(step.run)
-    else:
-        rounds = timing.calibrate_rounds(step.run, target_s=target_s)
-        out = benchmark.pedantic(step.run, rounds=rounds, iterations=1, warmup_rounds=0)
-        median = benchmark.stats.stats.median
-        ips = workload.batch_size / median
-        ceiling = ceilings[(workload.device, workload.dtype_policy)]
-        benchmark.extra_info.update(
-            images_per_sec=round(ips, 2),
-            gflops_per_sec=round(ips * gflop, 2),
-            efficiency=round(ips * gflop / ceiling, 4),
-        )
-    num_classes = blocks.ARCHS[workload.arch].num_classes
-    assert out.shape == (workload.batch_size, num_classes)
-    assert np.all(np.isfinite(out)), f"{workload.label}: non-finite output"
+    if benchmark.disabled:  # smoke: one interleaved round through the same path
+        measured = bench_lab.measure(workload, config, target_s=0.0)
+        assert measured.times and measured.reference_times
+        benchmark(lambda: None)
+        return
+    key = (workload.device, workload.dtype_policy)
+    if key not in ceilings:
+        ceilings[key] = bench_lab.ceiling(workload, target_s)
+    measured = bench_lab.measure(workload, config, target_s)
+    rounds = sorted(measured.times)
+    benchmark.pedantic(
+        player([measured.times[r] for r in rounds]), rounds=len(rounds), iterations=1
+    )
+    images = workload.batch_size * config.replicas
+    model_flops = prepared.flop_per_image
+    median = stats.throughput(list(measured.times.values()), images)
+    ratio = measured.ratio()
+    speedup = ratio.speedup()
+
+    def sig(x: float) -> float:  # five significant digits, whatever the scale
+        return float(f"{x:.5g}")
+
+    benchmark.extra_info.update(
+        workload=workload.to_json(),
+        config=config.to_json(),
+        label=config.label,
+        reference=REFERENCE.label,
+        images_per_sec=sig(median["images_per_sec"]),
+        gflop_per_image=sig(model_flops / 1e9),
+        gflops_per_sec=sig(median["images_per_sec"] * model_flops / 1e9),
+        ceiling_gflops_per_sec=sig(ceilings[key]),
+        efficiency=sig(median["images_per_sec"] * model_flops / 1e9 / ceilings[key]),
+        speedup_vs_reference=sig(speedup[0]),
+        speedup_ci=[sig(speedup[1]), sig(speedup[2])] if ratio.decided else None,
+        times=[measured.times[r] for r in rounds],
+        reference_times=[measured.reference_times.get(r) for r in rounds],
+        compile_s=round(prepared.compile_s, 3),
+        layout=prepared.layout,
+        onednn=prepared.onednn,
+        device_name=cpu.cpu_model_name() if workload.device.startswith("CPU") else None,
+        tf_version=_compat.TF_VERSION,
+        keras_version=_compat.KERAS_VERSION,
+    )

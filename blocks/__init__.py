@@ -51,6 +51,8 @@ _API = {
     "read_weights": "blocks.weights",
     "save_weights": "blocks.weights",
     "pick": "blocks.measure.picker",
+    "cached_pick": "blocks.measure.picker",
+    "compiled_step": "blocks.measure.steps",
     "PickResult": "blocks.measure.picker",
     "PickError": "blocks.measure.picker",
     "AutoVariantWarning": "blocks.measure.auto",

@@ -7,124 +7,29 @@ imports what it needs. TensorFlow's log lines stay off unless `--verbose` (see `
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+
+from blocks.archs import ARCHS
+from blocks.checks import DTYPE_POLICIES
+from blocks.measure.runtimes import RUNTIMES
+from blocks.measure.workload import EXECUTIONS, MODES
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
 
 
 def cmd_list(args) -> int:
     import blocks
 
-    rows = [
-        (name, v.model, v.data_format, v.summary, v.wins) for name, v in blocks.VARIANTS.items()
-    ]
     print(f"TensorFlow {blocks.TF_VERSION}, Keras {blocks.KERAS_VERSION}")
     print(f"{'variant':<12} {'model':<11} {'layout':<15} what it is / where it should win")
-    for name, model, fmt, summary, wins in rows:
-        print(f"{name:<12} {model:<11} {fmt:<15} {summary}")
-        print(f"{'':<40} wins: {wins}")
-    return 0
-
-
-def cmd_report(args) -> int:
-    from blocks.measure import report
-
-    try:
-        rows = report.load(args.results)
-        report.annotate(rows)
-        text = report.markdown(rows)
-        if not text:
-            print(f"{args.results}: no ResNet benchmarks in it", file=sys.stderr)
-            return 1
-        print(text)
-        png = args.png or os.path.splitext(args.results)[0] + ".png"
-        print(f"chart: {report.plot(rows, png)}")
-    except (ValueError, OSError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-class _Progress:
-    """A one-line progress bar on stderr (plain lines when stderr is not a terminal)."""
-
-    def __init__(self, stream=sys.stderr, width=24):
-        self.stream, self.width, self.last = stream, width, None
-        self.tty = stream.isatty()
-
-    @staticmethod
-    def _clock(seconds):
-        return "--:--" if seconds is None else f"{int(seconds) // 60}:{int(seconds) % 60:02d}"
-
-    def __call__(self, done, total, message, elapsed, remaining):
-        filled = int(self.width * done / max(total, 1))
-        bar = "#" * filled + "." * (self.width - filled)
-        line = f"[{bar}] {message}  {self._clock(elapsed)} elapsed, ~{self._clock(remaining)} left"
-        if self.tty:
-            self.stream.write("\r" + line[:120].ljust(120))
-            if done >= total:
-                self.stream.write("\n")
-        elif message != self.last and not message.startswith("timing round") or done >= total:
-            self.stream.write(line + "\n")
-        self.last = message
-        self.stream.flush()
-
-
-def _print_pick(result) -> None:
-    k = result.key
-    shape = "x".join(map(str, k["input_shape"][:2]))
-    print(
-        f"{k['device']['name']} ({k['device']['kind']}), TF {k['tf']}, Keras {k['keras']}: "
-        f"ResNet18 {k['arch']} {shape}, {k['mode']}, batch {k['batch_size']}, {k['dtype_policy']}"
-        f"  [{result.source}, {result.measured_at}]"
-    )
-    print(
-        f"{'rank':>4}  {'variant':<12} {'img/s':>9}  {'IQR img/s':>17} {'speedup':>8} {'rounds':>6}"
-    )
-    for i, r in enumerate(result.ranking, start=1):
-        if r.images_per_sec is None:
-            print(f"{'-':>4}  {r.variant:<12} could not run: {r.error}")
-            continue
-        iqr = f"{r.q1_images_per_sec:,.1f}-{r.q3_images_per_sec:,.1f}"
-        speed = f"{r.speedup_vs_subclassed:.2f}x" if r.speedup_vs_subclassed else "-"
-        print(
-            f"{i:>4}  {r.variant:<12} {r.images_per_sec:>9,.1f}  {iqr:>17} {speed:>8} {r.rounds:>6}"
-        )
-    print(f"winner: {result.winner} ({result.decision})")
-
-
-def cmd_pick(args) -> int:
-    import json
-
-    from blocks.measure import picker
-
-    options = dict(
-        mode=args.mode,
-        batch_size=args.batch_size,
-        dtype_policy=args.dtype_policy,
-        arch=args.arch,
-        input_shape=None if args.image_size is None else (args.image_size, args.image_size, 3),
-        variants=args.variants.split(",") if args.variants else None,
-    )
-    try:
-        if args.from_json:
-            result = picker.pick_from_benchmarks(args.from_json, device=args.device, **options)
-        else:
-            result = None if args.refresh else picker.cached(args.device, **options)
-            if result is None:
-                progress = None if args.json else _Progress()
-                result = picker.pick(
-                    args.device, budget_s=args.budget_s, progress=progress, **options
-                )
-    except picker.PickError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(result.to_json(), indent=1))
-    else:
-        _print_pick(result)
+    for name, v in blocks.VARIANTS.items():
+        print(f"{name:<12} {v.model:<11} {v.data_format:<15} {v.summary}")
+        print(f"{'':<40} wins: {v.wins}")
     return 0
 
 
@@ -155,6 +60,184 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from blocks.measure import report
+
+    try:
+        runs = report.load_runs(args.results)
+        text = report.markdown(runs, baseline=args.baseline)
+        print(text)
+        png = args.png or report.default_chart_path(args.results)
+        print(f"chart: {report.plot(runs, png)}")
+    except (ValueError, OSError, RuntimeError) as e:
+        return _fail(str(e))
+    return 0
+
+
+class Progress:
+    """A one-line progress bar on stderr (plain lines when stderr is not a terminal)."""
+
+    def __init__(self, stream=sys.stderr, width=24):
+        self.stream, self.width, self.last = stream, width, None
+        self.tty = stream.isatty()
+
+    @staticmethod
+    def _clock(seconds):
+        return "--:--" if seconds is None else f"{int(seconds) // 60}:{int(seconds) % 60:02d}"
+
+    def __call__(self, fraction, message, elapsed, remaining):
+        filled = int(self.width * min(max(fraction, 0.0), 1.0))
+        bar = "#" * filled + "." * (self.width - filled)
+        line = f"[{bar}] {message}  {self._clock(elapsed)} elapsed, ~{self._clock(remaining)} left"
+        phase = message.split(" ")[0]
+        if self.tty:
+            self.stream.write("\r" + line[:110].ljust(110))
+            if fraction >= 1.0:
+                self.stream.write("\n")
+        elif phase != self.last or fraction >= 1.0:
+            self.stream.write(line + "\n")
+        self.last = phase
+        self.stream.flush()
+
+
+def _print_pick(result, verbose: bool) -> None:
+    w, m = result.workload, result.machine
+    size = w["image_size"]
+    when = result.measured_at + (f", {result.elapsed_s:.0f} s" if result.elapsed_s else "")
+    print(
+        f"{m.get('cpu', '?')} ({m.get('simd', '?')}), TF {m.get('tf', '?')}, Keras "
+        f"{m.get('keras', '?')}: ResNet18 {w['arch']} {size}x{size}, {w['mode']}, batch "
+        f"{w['batch_size']}, {w['dtype_policy']}  [{result.source}, {when}]"
+    )
+    for note in result.notes:
+        print(f"note: {note}")
+    print(
+        f"{'rank':>4}  {'configuration':<34} {'img/s':>8}  {'IQR img/s':>15} "
+        f"{'speedup (95% CI)':>22} {'rounds':>6}"
+    )
+    rank = 0
+    for r in result.ranking:
+        if r.images_per_sec is None or r.status in ("could not run", "not measured"):
+            print(f"{'-':>4}  {r.label:<34} {r.status}:")
+            print(f"{'':>6}{r.reason or r.status}")
+            if verbose and r.detail:
+                print(f"{'':>6}{r.detail}")
+            continue
+        rank += 1
+        iqr = f"{r.q1_images_per_sec:,.1f}-{r.q3_images_per_sec:,.1f}"
+        speed = "-"
+        if r.speedup is not None:
+            speed = f"{r.speedup:.2f}x"
+            if r.speedup_ci:
+                speed += f" ({r.speedup_ci[0]:.2f}-{r.speedup_ci[1]:.2f})"
+        mark = {"winner": "*", "reference": "=", "screened out": "~", "disqualified": "!"}
+        flag = mark.get(r.status, " ")
+        print(
+            f"{rank:>3}{flag}  {r.label:<34} {r.images_per_sec:>8,.1f}  {iqr:>15} "
+            f"{speed:>22} {r.rounds:>6}"
+        )
+        if r.status in ("screened out", "disqualified") and (verbose or r.status != "screened out"):
+            print(f"{'':>6}{r.status}: {r.reason}")
+    print(
+        "speedup: over subclassed · graph · default, from paired rounds (Hodges-Lehmann, 95% "
+        "CI); * winner, ~ screened out (screening rounds, shared processes), ! disqualified"
+    )
+    if result.winner is None:
+        print(f"no winner: {result.decision}")
+        return
+    print(f"winner: {result.winner_label} ({result.decision})")
+    if result.provisional:
+        print("provisional: too few rounds for the statistics; not cached (raise --budget-s)")
+    if result.verification:
+        v = result.verification
+        checks = "; ".join(f"{k} {e:.2g} <= {t:g}" for k, (e, t) in v.get("checks", {}).items())
+        print(f"verified: {v['text']} ({checks})")
+    apply = result.apply
+    print("to use it:")
+    if apply.get("environment") or apply.get("unset"):
+        env = " ".join(apply.get("environment", [])) or ""
+        unset = " ".join(f"unset {k};" for k in apply.get("unset", []) if not env)
+        print(f"  {env or unset}  # in the shell, before Python starts (TensorFlow reads it once)")
+    for line in apply.get("python", []):
+        print(f"  {line}")
+
+
+def _pick_options(args) -> dict:
+    def csv(value):
+        return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+
+    return dict(
+        mode=args.mode,
+        batch_size=args.batch_size,
+        dtype_policy=args.dtype_policy,
+        arch=args.arch,
+        image_size=args.image_size,
+        variants=csv(args.variants),
+        executions=csv(args.executions),
+        runtimes=csv(args.runtimes),
+    )
+
+
+def cmd_pick(args) -> int:
+    from blocks.measure import picker, workers
+
+    options = _pick_options(args)
+    try:
+        if args.from_json:
+            result = picker.pick_from_benchmarks(args.from_json, device=args.device, **options)
+        else:
+            result = None if args.refresh else picker.cached_pick(args.device, **options)
+            if result is None:
+                progress = None if args.json else Progress()
+                result = picker.pick(
+                    args.device, budget_s=args.budget_s, progress=progress, **options
+                )
+    except picker.PickError as e:
+        return _fail(str(e), 1)
+    except (ValueError, OSError, workers.WorkerError) as e:
+        return _fail(str(e))
+    except KeyboardInterrupt:
+        print("\ninterrupted: every worker process was stopped", file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps(result.to_json(), indent=1))
+    else:
+        _print_pick(result, args.verbose)
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive int, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive int, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def _csv_of(allowed):
+    def parse(text: str) -> str:
+        bad = [v for v in (p.strip() for p in text.split(",")) if v and v not in allowed]
+        if bad:
+            raise argparse.ArgumentTypeError(
+                f"unknown {', '.join(map(repr, bad))}; expected some of {', '.join(allowed)}"
+            )
+        return text
+
+    return parse
+
+
 def _prog() -> str:
     name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
     return "python -m blocks" if name in ("", "__main__.py", "-c") else name
@@ -169,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-v",
         "--verbose",
         action="store_true",
-        help="show TensorFlow's own log lines and full error texts (also: RESNET_BLOCKS_VERBOSE=1)",
+        help="show TensorFlow's log lines and full error texts (also: RESNET_BLOCKS_VERBOSE=1)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
     p = sub.add_parser("list", help="list the registered block variants")
@@ -178,42 +261,70 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_info)
     p = sub.add_parser(
         "pick",
-        help="time every variant on this device and pick the fastest (cached)",
-        description="Time each variant's ResNet18 here, rank them, and pick the fastest; a "
-        "statistical tie goes to the simplest variant. Results are cached per device and "
-        "configuration; --refresh measures again.",
+        help="find the fastest configuration here (variant x execution x runtime), cached",
+        description="Time every configuration of ResNet18 here - block variant, execution "
+        "(tf.function, whole-step XLA, eager) and runtime (oneDNN on/off) - in worker processes, "
+        "in interleaved rounds, drop the clearly slower, decide between the best from paired "
+        "rounds, verify the winner against a float64 reference, and cache it. A tie goes to the "
+        "simplest configuration.",
     )
     p.add_argument("--device", help="CPU:0, GPU:0, ... (default: the first GPU, else the CPU)")
-    p.add_argument("--mode", default="inference", help="inference or train (default: inference)")
-    p.add_argument("--batch-size", type=int, default=64, help="default: 64")
+    p.add_argument("--mode", default="inference", choices=MODES, help="default: inference")
+    p.add_argument("--batch-size", type=_positive_int, default=64, help="default: 64")
     p.add_argument(
-        "--dtype-policy",
-        default="float32",
-        help="float32, mixed_bfloat16 or mixed_float16 (default: float32)",
+        "--dtype-policy", default="float32", choices=DTYPE_POLICIES, help="default: float32"
     )
-    p.add_argument("--arch", default="seed", help="seed or imagenet (default: seed)")
-    p.add_argument("--image-size", type=int, help="square image size (default: the arch's)")
+    p.add_argument("--arch", default="seed", choices=list(ARCHS), help="default: seed")
+    p.add_argument("--image-size", type=_positive_int, help="square size (default: the arch's)")
     p.add_argument("--variants", help="comma-separated variants (default: all registered)")
     p.add_argument(
+        "--executions",
+        type=_csv_of(EXECUTIONS),
+        help=f"comma-separated, of {','.join(EXECUTIONS)} (default: all)",
+    )
+    p.add_argument(
+        "--runtimes",
+        type=_csv_of(list(RUNTIMES)),
+        help=f"comma-separated, of {','.join(RUNTIMES)} (default: all)",
+    )
+    p.add_argument(
         "--budget-s",
-        type=float,
-        help="seconds of timed work for all variants together (default: 45)",
+        type=_positive_float,
+        help="seconds for the whole run, start-up and compilation included "
+        "(default: 150 for inference, 420 for training)",
     )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--refresh", action="store_true", help="measure even if a result is cached")
     p.add_argument(
         "--from-json",
         metavar="RESULTS.json",
-        help="pick from a saved pytest-benchmark run instead of measuring",
+        help="pick from a saved `pytest bench/` run instead of measuring",
     )
     p.set_defaults(func=cmd_pick)
     p = sub.add_parser(
-        "report", help="Markdown tables and a PNG chart from a pytest-benchmark JSON file"
+        "report",
+        help="tables and a chart from benchmark runs (several: one column per TF version)",
     )
-    p.add_argument("results", help="a file written by pytest bench/ --benchmark-json=FILE")
-    p.add_argument("--png", help="where to write the chart (default: RESULTS with .png)")
+    p.add_argument(
+        "results",
+        nargs="+",
+        help="files written by `pytest bench/ --benchmark-json=FILE`, or directories of them",
+    )
+    p.add_argument("--png", help="where to write the chart (default: beside the first run)")
+    p.add_argument("--baseline", help="the TF version the ratios are against (default: the oldest)")
     p.set_defaults(func=cmd_report)
     return parser
+
+
+def _import_user_variants() -> None:
+    """Import the modules named in RESNET_BLOCKS_IMPORTS: they register variants of their own
+    (the measuring workers import them too)."""
+    import importlib
+
+    from blocks.measure.workers import IMPORTS_VAR
+
+    for module in filter(None, os.environ.get(IMPORTS_VAR, "").split(",")):
+        importlib.import_module(module.strip())
 
 
 def main(argv=None) -> int:
@@ -221,4 +332,8 @@ def main(argv=None) -> int:
     from blocks import logs
 
     logs.quiet_tensorflow(args.verbose)
+    try:
+        _import_user_variants()
+    except ImportError as e:
+        return _fail(f"RESNET_BLOCKS_IMPORTS: {e}")
     return args.func(args)

@@ -8,13 +8,10 @@ words are kept in `detail`, for `--verbose` and `--json`.
 from __future__ import annotations
 
 import functools
-import os
 
 import tensorflow as tf
 
-from blocks import _compat
-
-ONEDNN_VAR = "TF_ENABLE_ONEDNN_OPTS"
+from blocks import _compat, cpu
 
 
 class DeviceError(RuntimeError):
@@ -23,15 +20,6 @@ class DeviceError(RuntimeError):
     def __init__(self, message: str, detail: str = ""):
         super().__init__(message)
         self.detail = detail
-
-
-def onednn_setting(environ=None) -> str:
-    """How TF_ENABLE_ONEDNN_OPTS is set in `environ` (default: this process): "on", "off", or
-    "default" (TensorFlow then decides from the CPU)."""
-    flag = (os.environ if environ is None else environ).get(ONEDNN_VAR)
-    if flag is None or not flag.strip():
-        return "default"
-    return "off" if flag.strip().lower() in ("0", "false", "no", "off") else "on"
 
 
 def current_device() -> str:
@@ -72,10 +60,10 @@ def check_nchw_support(compute_dtype: str = "float32", device=None) -> None:
     short = device.split("device:")[-1]
     if "CPU" not in short.upper():
         fix = "use a channels_last variant"
-    elif onednn_setting() == "on":
+    elif cpu.onednn_setting() == "on":
         fix = "oneDNN lacks it on this CPU; use a channels_last variant"
     else:
-        fix = f"set {ONEDNN_VAR}=1 before TensorFlow is imported"
+        fix = f"set {cpu.ONEDNN_VAR}=1 before TensorFlow is imported"
     raise DeviceError(
         f"nchw: no channels_first {compute_dtype} Conv2D on {short} in TF {_compat.TF_VERSION}; "
         f"{fix}",

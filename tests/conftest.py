@@ -11,8 +11,7 @@ import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 import blocks  # noqa: E402
-from blocks import kernels  # noqa: E402
-from blocks.measure import host  # noqa: E402
+from blocks import cpu, kernels  # noqa: E402
 from tests.helpers.hosts import NCHW_ELSEWHERE, NCHW_ELSEWHERE_REASON, onednn_on_here  # noqa: E402
 from tests.helpers.tolerances import Recorder  # noqa: E402
 
@@ -32,7 +31,7 @@ def pytest_report_header(config):
     return (
         f"blocks: TF {blocks.TF_VERSION}, Keras {blocks.KERAS_VERSION}, variants "
         f"{list(blocks.VARIANTS)}, hypothesis profile {settings._current_profile}; "
-        f"{host.cpu_model_name()} ({host.simd_summary()}), oneDNN "
+        f"{cpu.cpu_model_name()} ({cpu.simd_summary()}), oneDNN "
         f"{'on' if onednn_on_here() else 'off'} here"
     )
 
@@ -60,11 +59,11 @@ def _nchw_runs_where_onednn_is_on(request):
         return
     if NCHW_ELSEWHERE:
         pytest.skip(NCHW_ELSEWHERE_REASON)
-    if not host.is_x86_64():
+    if not cpu.is_x86_64():
         try:
             kernels.check_nchw_support()
         except kernels.DeviceError as e:
-            pytest.skip(f"{e} ({host.cpu_model_name()})")
+            pytest.skip(f"{e} ({cpu.cpu_model_name()})")
 
 
 _ERRORS = pytest.StashKey[Recorder]()
@@ -76,23 +75,44 @@ def errors(request) -> Recorder:
     return request.config.stash.setdefault(_ERRORS, Recorder())
 
 
+_DESELECTED = pytest.StashKey[int]()
+
+
+def pytest_deselected(items):
+    exhaustive = [i for i in items if i.get_closest_marker("exhaustive")]
+    if exhaustive:
+        config = exhaustive[0].config
+        config.stash[_DESELECTED] = config.stash.get(_DESELECTED, 0) + len(exhaustive)
+
+
 def pytest_sessionfinish(session):
     """In a pytest-xdist worker: hand this worker's worst errors to the controller."""
     output = getattr(session.config, "workeroutput", None)
     recorder = session.config.stash.get(_ERRORS, None)
-    if output is not None and recorder is not None:
-        output["blocks_errors"] = [[p, k, e, t] for (p, k), (e, t) in recorder.worst.items()]
+    if output is not None:
+        if recorder is not None:
+            output["blocks_errors"] = [[p, k, e, t] for (p, k), (e, t) in recorder.worst.items()]
+        output["blocks_deselected"] = session.config.stash.get(_DESELECTED, 0)
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node, error):
     """In the pytest-xdist controller: merge a finished worker's worst errors."""
+    output = getattr(node, "workeroutput", {})
     recorder = node.config.stash.setdefault(_ERRORS, Recorder())
-    for policy, kind, err, tol in getattr(node, "workeroutput", {}).get("blocks_errors", []):
+    for policy, kind, err, tol in output.get("blocks_errors", []):
         recorder.record(policy, kind, err, tol)
+    seen = node.config.stash.get(_DESELECTED, 0)  # every worker deselects the same tests
+    node.config.stash[_DESELECTED] = max(seen, output.get("blocks_deselected", 0))
 
 
 def pytest_terminal_summary(terminalreporter, config):
+    deselected = config.stash.get(_DESELECTED, 0)
+    if deselected and "not exhaustive" in (config.option.markexpr or ""):
+        terminalreporter.write_line(
+            f"{deselected} exhaustive checks not run here (whole networks on the imagenet arch and "
+            "in eager mode): -m exhaustive runs them, and CI does, once, on the newest TensorFlow"
+        )
     recorder = config.stash.get(_ERRORS, None)
     if recorder is None or not recorder.worst:
         return

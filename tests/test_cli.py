@@ -1,28 +1,41 @@
-"""`python -m blocks list` and `info`."""
+"""The command line: `list`, `info`, help before TensorFlow, quiet output, the console script."""
 
 import os
+import shutil
 import subprocess
 import sys
 
+import pytest
+
 import blocks
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-def _cli(*args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+
+def _cli(*args, env=None):
     return subprocess.run(
         [sys.executable, "-m", "blocks", *args],
         capture_output=True,
         text=True,
         timeout=600,
+        cwd=ROOT,
         env=env,
     )
 
 
-def test_list_shows_every_variant():
+def test_list_shows_every_variant_and_nothing_on_stderr():
     out = _cli("list")
     assert out.returncode == 0, out.stderr
     for name, variant in blocks.VARIANTS.items():
         assert f"{name} " in out.stdout and variant.summary in out.stdout
+    assert out.stderr == "", f"TensorFlow's log lines leaked: {out.stderr[:300]}"
+
+
+def test_verbose_lets_tensorflow_speak():
+    out = _cli("--verbose", "list", env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"})
+    assert out.returncode == 0
+    quiet = _cli("list")
+    assert len(out.stderr) >= len(quiet.stderr)
 
 
 def test_info_counts_flops_and_parameters():
@@ -37,6 +50,22 @@ def test_info_counts_flops_and_parameters():
     assert "1.041" in lines[("resnet18", "seed")]
 
 
-def test_unknown_command():
-    out = _cli("fly")
-    assert out.returncode == 2 and "invalid choice: 'fly'" in out.stderr
+@pytest.mark.parametrize("args", [["--help"], ["pick", "--help"], ["report", "--help"]])
+def test_help_does_not_load_tensorflow(args):
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "blocks", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert out.returncode == 0 and "usage: python -m blocks" in out.stdout
+    assert " tensorflow" not in out.stderr, "TensorFlow was imported to print help"
+
+
+def test_console_script_names_itself():
+    script = shutil.which("resnet-blocks", path=os.path.dirname(sys.executable))
+    if script is None:
+        pytest.skip("the resnet-blocks console script is not installed in this environment")
+    out = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.startswith("usage: resnet-blocks")

@@ -18,7 +18,7 @@ PACKAGE = os.path.join(ROOT, "blocks")
 LIBRARY, MEASURE, TOP = 0, 1, 2
 # Leaves: the argument checks and the host's description import nothing from the package, nor
 # TensorFlow (the command line checks its arguments before TensorFlow loads).
-LEAVES = ("blocks.checks", "blocks.measure.host")
+LEAVES = ("blocks.checks", "blocks.cpu")
 
 
 def modules() -> dict:
@@ -135,7 +135,7 @@ def test_the_graph_reader_sees_what_it_must(tmp_path):
     [
         "import blocks",
         "import blocks.cli",
-        "import blocks.checks, blocks.logs, blocks.measure.host",
+        "import blocks.checks, blocks.logs, blocks.cpu, blocks.measure.workload",
         "from blocks.cli import build_parser; build_parser().parse_args(['list'])",
     ],
 )

@@ -177,8 +177,25 @@ def _check_training(variant, arch, graph, nth, errors, misses):
         )
 
 
-@pytest.mark.parametrize("graph", [False, True], ids=["eager", "tf.function"])
-def test_training_matches_the_float64_reference(variant, arch, graph, errors):
+def pytest_generate_tests(metafunc):
+    """Whole-network training checks under tf.function on the seed arch always; the imagenet arch
+    and eager execution (both also covered block by block) in the exhaustive run."""
+    if metafunc.function.__name__ == "test_training_matches_the_float64_reference":
+        metafunc.parametrize(
+            "graph_arch",
+            [
+                pytest.param(
+                    (graph, arch),
+                    id=f"{arch}-{'tf.function' if graph else 'eager'}",
+                    marks=[] if graph and arch == "seed" else [pytest.mark.exhaustive],
+                )
+                for arch in blocks.ARCHS
+                for graph in (False, True)
+            ],
+        )
+
+
+def test_training_matches_the_float64_reference(variant, graph_arch, errors):
     """Training output, gradients of every parameter and the input, and the weights after one
     step, on a screened draw, or, if that fails, on a second one.
 
@@ -189,6 +206,7 @@ def test_training_matches_the_float64_reference(variant, arch, graph, errors):
     says nothing about the variant; a real defect fails on both draws. The second draw is taken
     with a warning that names the variant and the first error.
     """
+    graph, arch = graph_arch[0], blocks.ARCHS[graph_arch[1]]
     if not variant.trainable:
         model = network(variant.name, arch.name, SHAPES[arch.name])
         with pytest.raises(blocks.InferenceOnlyError, match="inference-only"):

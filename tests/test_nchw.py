@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from blocks.measure import host
+from blocks import cpu
 from tests.helpers.hosts import NCHW_ELSEWHERE, nchw_dtype_reason
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,7 +33,7 @@ def _env(**overrides):
     return env
 
 
-@pytest.mark.skipif(not host.is_x86_64(), reason="oneDNN's on/off switch is x86-64's")
+@pytest.mark.skipif(not cpu.is_x86_64(), reason="oneDNN's on/off switch is x86-64's")
 def test_without_onednn_nchw_says_why_in_one_line_and_the_others_build():
     code = (
         "import blocks\n"

@@ -1,232 +1,271 @@
-"""`blocks.pick` and its cache: ranking, tie detection, the cache file, `variant="auto"`, the CLI."""
+"""`blocks.pick` with real worker processes: the race, faults in workers, verification, the
+budget, the cache, `variant="auto"`, the command line and applying a pick in a fresh process.
+
+Misbehaving variants (tests/helpers/faulty.py) crash, hang or compute the wrong function inside
+real workers. After every test, no process of the test's own is left.
+"""
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
+import uuid
 
-import numpy as np
 import pytest
 
 import blocks
-from blocks.measure import cache, picker, timing
+from blocks import cpu
+from blocks.measure import cache, lab, picker
+from blocks.measure.workload import REFERENCE, Config
+from tests.helpers import faulty
 
-TINY = dict(batch_size=2, input_shape=(8, 8, 3), budget_s=0.5)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = dict(batch_size=2, image_size=8)
+TAG_VAR = "RESNET_BLOCKS_TEST_TAG"
+
+
+def faulty_env() -> dict:
+    """The environment of a command line that knows the misbehaving variants (it imports their
+    module, as its workers do) and carries this test's tag."""
+    return {**os.environ, "RESNET_BLOCKS_IMPORTS": "tests.helpers.faulty", "PYTHONPATH": ROOT}
+
+
+def tagged_processes(tag: str) -> list:
+    """PIDs of live processes whose environment carries `tag` (workers inherit it)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                env = f.read()
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                state = f.read().split(b")")[-1].split()[0]
+        except OSError:
+            continue
+        if f"{TAG_VAR}={tag}".encode() in env and state != b"Z":
+            found.append(int(pid))
+    return found
 
 
 @pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    """Every test gets its own cache file."""
-    path = tmp_path / "cache" / "picks.json"
-    monkeypatch.setenv(cache.ENV_VAR, str(path))
-    return path
+def short_samples(monkeypatch):
+    """These tests check what a pick does, not its figures: samples of 20 ms keep them short."""
+    monkeypatch.setattr(lab, "MIN_SAMPLE_S", 0.02)
 
 
-# --- deciding -------------------------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def private_cache_and_tag(tmp_path, monkeypatch):
+    """Every test gets its own cache file, a tag that its worker processes inherit, and the
+    misbehaving variants in the registry for its length."""
+    monkeypatch.setenv(cache.ENV_VAR, str(tmp_path / "cache" / "picks.json"))
+    tag = uuid.uuid4().hex
+    monkeypatch.setenv(TAG_VAR, tag)
+    with faulty.registered():
+        yield tag
+    assert tagged_processes(tag) == [], "a worker process outlived its test"
 
 
-def _samples(median, spread, n=30, seed=0):
-    rng = np.random.default_rng(seed)
-    return list(median * (1 + spread * rng.standard_normal(n)))
+def _row(result, label):
+    return next(r for r in result.ranking if r.label == label)
 
 
-def test_clear_winner():
-    samples = {"subclassed": _samples(1.0, 0.01), "xla": _samples(0.8, 0.01, seed=1)}
-    winner, fastest, clear, ci, why = picker.decide(samples, complexity={"subclassed": 0, "xla": 3})
-    assert (winner, fastest, clear) == ("xla", "xla", True)
-    assert 1.2 < ci[0] < 1.25 < ci[1] < 1.3
-    assert "clearly ahead" in why
-
-
-def test_identical_timings_are_a_tie_won_by_the_simplest():
-    same = _samples(1.0, 0.02)
-    samples = {"xla": same, "functional": list(same), "subclassed": list(same)}
-    winner, _, clear, ci, why = picker.decide(
-        samples, complexity={"subclassed": 0, "functional": 1, "xla": 3}
+def test_a_pick_races_configurations_and_verifies_the_winner():
+    result = picker.pick(
+        variants=["subclassed", "functional"],
+        executions=["graph", "eager"],
+        runtimes=["default"],
+        budget_s=25,
+        **TINY,
     )
-    assert not clear and winner == "subclassed"
-    assert ci[0] <= 1.0 <= ci[1]
-    assert "tie" in why and "simplest, subclassed" in why
+    labels = {r.label for r in result.ranking}
+    assert labels == {
+        f"{v} · {e} · default" for v in ("subclassed", "functional") for e in ("graph", "eager")
+    }
+    winner = _row(result, result.winner_label)
+    assert winner.status == "winner" and winner.images_per_sec > 0
+    assert result.verification["passed"] and "inference output" in result.verification["checks"]
+    ref = _row(result, REFERENCE.label)
+    assert ref.speedup == 1.0 and ref.rounds >= 1
+    for r in result.ranking:
+        assert r.rounds >= 1 and r.q1_images_per_sec <= r.images_per_sec <= r.q3_images_per_sec
+    # Throughput is batch / median time of the samples kept for that row.
+    assert result.apply["python"][1].startswith(
+        f'model = blocks.resnet18("{result.winner_config.variant}"'
+    )
+    assert result.elapsed_s <= 25 + 15
+    if not result.provisional:
+        again = picker.cached_pick(
+            variants=["subclassed", "functional"],
+            executions=["graph", "eager"],
+            runtimes=["default"],
+            **TINY,
+        )
+        assert again is not None and again.source == "cache"
+        assert again.winner == result.winner
+    other = picker.cached_pick(variants=["subclassed"], runtimes=["default"], **TINY)
+    assert other is None  # another candidate space is another key
 
 
-def test_noisy_overlapping_timings_are_a_tie():
-    samples = {"xla": _samples(0.98, 0.15, seed=3), "subclassed": _samples(1.0, 0.15, seed=4)}
-    winner, fastest, clear, ci, _ = picker.decide(samples, complexity={"subclassed": 0, "xla": 3})
-    assert not clear and winner == "subclassed"
-    assert ci[0] < 1.0 < ci[1]
+def test_crashing_and_hanging_workers_get_their_reason_and_the_others_go_on():
+    result = picker.pick(
+        variants=["subclassed", "crashing", "hanging"],
+        executions=["graph"],
+        runtimes=["default"],
+        budget_s=15,
+        **TINY,
+    )
+    crashed = _row(result, "crashing · graph · default")
+    assert crashed.status == "could not run"
+    assert re.match(r"worker .* died \(SIGSEGV\) during 'prepare'", crashed.reason), crashed.reason
+    hung = _row(result, "hanging · graph · default")
+    assert hung.status == "could not run"
+    assert re.match(r"worker .* did not finish 'prepare' .* in time; it was stopped", hung.reason)
+    assert result.winner_label == "subclassed · graph · default"
 
 
-def test_small_but_consistent_gap_is_not_a_tie():
-    """A fixed 3% gap with tight timings is real: no fixed percentage threshold decides."""
-    samples = {"subclassed": _samples(1.0, 0.002), "functional": _samples(0.97, 0.002, seed=5)}
-    winner, _, clear, _, _ = picker.decide(samples, complexity={"subclassed": 0, "functional": 1})
-    assert clear and winner == "functional"
+@pytest.mark.skipif(not cpu.is_x86_64(), reason="oneDNN's on/off switch is x86-64's")
+def test_a_runtime_whose_candidates_all_fail():
+    result = picker.pick(
+        variants=["onednn_only"],
+        executions=["graph"],
+        runtimes=["onednn", "no-onednn"],
+        budget_s=20,
+        **TINY,
+    )
+    failed = _row(result, "onednn_only · graph · no-onednn")
+    assert failed.status == "could not run"
+    assert failed.reason == "onednn_only: oneDNN is off in this process"
+    assert result.winner_config.runtime == "onednn"
+    assert result.apply["environment"] == ["TF_ENABLE_ONEDNN_OPTS=1"]
 
 
-def test_notch_interval_from_summary_statistics():
-    fast = {"median": 0.8, "iqr": 0.01, "rounds": 25}
-    slow = {"median": 1.0, "iqr": 0.01, "rounds": 25}
-    lo, hi = picker.notch_ratio_ci(fast, slow)
-    assert 1.2 < lo < 1.25 < hi < 1.3
-    noisy = {"median": 1.0, "iqr": 0.5, "rounds": 5}
-    lo, hi = picker.notch_ratio_ci(fast, noisy)
-    assert lo < 1.0 < hi
+def test_a_wrong_winner_is_disqualified_with_its_error():
+    result = picker.pick(
+        variants=["subclassed", "wrong"],
+        executions=["graph"],
+        runtimes=["default"],
+        budget_s=15,
+        **TINY,
+    )
+    wrong = _row(result, "wrong · graph · default")
+    assert wrong.status == "disqualified"
+    assert re.match(r"disqualified: inference output off by [\d.e+-]+ \(> 1e-05\)", wrong.reason)
+    assert result.winner_label == "subclassed · graph · default"
+    assert result.verification["passed"]
 
 
-# --- measuring ------------------------------------------------------------------------------
+def test_no_candidate_can_run():
+    with pytest.raises(picker.PickError, match=r"No candidate could run on CPU:0\..*crashing"):
+        picker.pick(
+            variants=["crashing"], executions=["graph"], runtimes=["default"], budget_s=10, **TINY
+        )
 
 
-@pytest.fixture(scope="module")
-def tiny_result(tmp_path_factory):
-    os.environ[cache.ENV_VAR] = str(tmp_path_factory.mktemp("c") / "picks.json")
-    try:
-        return picker.pick(**TINY, use_cache=False)
-    finally:
-        del os.environ[cache.ENV_VAR]
+def test_a_short_budget_bounds_the_run_and_is_provisional_not_cached(monkeypatch):
+    monkeypatch.setattr(lab, "MIN_SAMPLE_S", 2.0)  # rounds so long that few fit the budget
+    result = picker.pick(
+        variants=["subclassed", "functional"],
+        executions=["graph"],
+        runtimes=["default"],
+        budget_s=15,
+        **TINY,
+    )
+    assert result.provisional and "provisional" in result.decision
+    assert result.elapsed_s <= 15 + 10  # a round in flight and the verification can overrun
+    assert (
+        picker.cached_pick(
+            variants=["subclassed", "functional"],
+            executions=["graph"],
+            runtimes=["default"],
+            **TINY,
+        )
+        is None
+    )
 
 
-def test_every_registered_variant_is_ranked(tiny_result):
-    assert sorted(r.variant for r in tiny_result.ranking) == sorted(blocks.VARIANTS)
-    for r in tiny_result.ranking:
-        if r.error is None:
-            assert r.images_per_sec > 0 and r.rounds >= picker.MIN_ROUNDS
-            assert r.q1_images_per_sec <= r.images_per_sec <= r.q3_images_per_sec
-            assert len(r.samples_s) == r.rounds
-        else:
-            assert r.images_per_sec is None and r.variant in r.error or "nchw" in r.error
-    ran = [r for r in tiny_result.ranking if r.error is None]
-    assert [r.images_per_sec for r in ran] == sorted((r.images_per_sec for r in ran), reverse=True)
-    assert tiny_result.winner in {r.variant for r in ran}
-    ref = next(r for r in ran if r.variant == "subclassed")
-    assert ref.speedup_vs_subclassed == 1.0
-
-
-def test_a_variant_that_cannot_run_is_ranked_with_its_reason(monkeypatch):
-    real = timing.prepare
-
-    def failing(workload, **kw):
-        if workload.variant == "functional":
-            raise timing.Unsupported("functional: out of memory on CPU:0 (simulated)")
-        return real(workload, **kw)
-
-    monkeypatch.setattr(timing, "prepare", failing)
-    result = picker.pick(variants=["subclassed", "functional"], **TINY)
-    bad = next(r for r in result.ranking if r.variant == "functional")
-    assert bad.error == "functional: out of memory on CPU:0 (simulated)"
-    assert result.ranking[-1] is bad and result.winner == "subclassed"
-
-
-def test_no_variant_can_run(monkeypatch):
-    def failing(workload, **kw):
-        raise timing.Unsupported(f"{workload.variant}: no kernel (simulated)")
-
-    monkeypatch.setattr(timing, "prepare", failing)
-    with pytest.raises(
-        picker.PickError, match=r"No variant could run on CPU:0\. subclassed: .*no kernel"
-    ):
-        picker.pick(variants=["subclassed", "xla"], **TINY)
+BAD_ARGUMENTS = [
+    (
+        dict(device="TPU:0"),
+        r"Unknown device\. Expected one of \[.*'CPU:0'.*\] \(the devices TensorFlow .* lists here\); Received: device='TPU:0'",
+    ),
+    (
+        dict(mode="predict"),
+        r"Unknown mode\. Expected one of \['inference', 'train'\]; Received: mode='predict'",
+    ),
+    (dict(dtype_policy="float16"), r"Received: dtype_policy='float16'"),
+    (dict(batch_size=0), r"Invalid batch_size\. Expected a positive int; Received: batch_size=0"),
+    (dict(variants=["fast"]), r"Unknown variant.*Received: variant='fast'"),
+    (
+        dict(executions=["jit"]),
+        r"Invalid execution\. Expected one of \['graph', 'xla', 'eager'\]; Received: execution='jit'",
+    ),
+    (
+        dict(runtimes=["mkl"]),
+        r"Unknown runtime\. Expected one of \['default', 'onednn', 'no-onednn'\]; Received: runtime='mkl'",
+    ),
+    (dict(arch="resnet"), r"Unknown arch"),
+    (
+        dict(budget_s=0),
+        r"Invalid budget_s\. Expected a positive number of seconds; Received: budget_s=0",
+    ),
+]
 
 
 @pytest.mark.parametrize(
-    "kwargs, message",
-    [
-        (
-            dict(device="TPU:0"),
-            r"Unknown device\. Expected one of \[.*'CPU:0'.*\] \(the devices TensorFlow .* lists here\); Received: device='TPU:0'",
-        ),
-        (
-            dict(mode="predict"),
-            r"Unknown mode\. Expected one of \['inference', 'train'\]; Received: mode='predict'",
-        ),
-        (dict(dtype_policy="float16"), r"Received: dtype_policy='float16'"),
-        (
-            dict(batch_size=0),
-            r"Invalid batch_size\. Expected a positive int; Received: batch_size=0",
-        ),
-        (dict(batch_size=-4), r"Received: batch_size=-4"),
-        (dict(variants=["fast"]), r"Unknown variant.*Received: variant='fast'"),
-        (dict(arch="resnet"), r"Unknown arch"),
-        (dict(budget_s=0), r"Invalid budget_s"),
-    ],
+    "kwargs, message", BAD_ARGUMENTS, ids=[next(iter(k)) for k, _ in BAD_ARGUMENTS]
 )
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         picker.pick(**kwargs)
 
 
-# --- the cache ------------------------------------------------------------------------------
+# --- variant="auto" and applying a pick -------------------------------------------------------
 
 
-def _result(winner="functional"):
-    return picker.PickResult(
-        key={"k": 1},
-        ranking=[picker.Ranked(winner, 10.0, 9.0, 11.0, 1.1, 5)],
-        winner=winner,
-        fastest=winner,
+def _store(winner: Config, **options):
+    """A cache entry naming `winner` for `pick(**options)` (as a real pick stores it)."""
+    workload, configs, _ = picker.plan(**options)
+    result = picker.PickResult(
+        workload=workload.to_json(),
+        key=picker.make_key(workload, configs),
+        ranking=[],
+        winner=winner.to_json(),
+        decision="stored by a test",
         clearly_ahead=True,
-        ratio_ci=(1.1, 1.2),
-        decision="test",
+        provisional=False,
+        speedup=None,
+        apply=picker.how_to_apply(winner, workload),
+        verification={"passed": True, "checks": {}, "text": "-"},
+        machine={},
         measured_at="2026-01-01T00:00:00+00:00",
     )
+    cache.store(result.key, result.to_json())
+    return result
 
 
-def test_cache_round_trip(private_cache):
-    result = picker.pick(variants=["subclassed", "functional"], **TINY)
-    assert private_cache.exists()
-    again = picker.cached(
-        variants=["subclassed", "functional"], **{k: v for k, v in TINY.items() if k != "budget_s"}
-    )
-    assert again is not None and again.source == "cache"
-    assert (
-        again.winner == result.winner and again.to_json()["ranking"] == result.to_json()["ranking"]
-    )
-    # Another configuration is another key.
-    assert (
-        picker.cached(variants=["subclassed", "functional"], batch_size=3, input_shape=(8, 8, 3))
-        is None
-    )
+AUTO = dict(
+    mode="inference", batch_size=64, dtype_policy="float32", arch="seed", input_shape=(16, 16, 3)
+)
+# What "auto" looks up in a fresh process: the package's own variants (this one registered more).
+BUILT_IN = [n for n, v in blocks.VARIANTS.items() if v.block.__module__.startswith("blocks.")]
 
 
-def test_cache_key_names_device_versions_and_configuration():
-    key = picker.make_key(
-        "CPU:0",
-        mode="train",
-        batch_size=8,
-        dtype_policy="float32",
-        arch="seed",
-        input_shape=(32, 32, 3),
-        variants=["xla", "functional"],
-    )
-    assert key["device"]["kind"] == "CPU" and key["device"]["name"]
-    assert key["tf"] == blocks.TF_VERSION and key["keras"] == blocks.KERAS_VERSION
-    assert (key["mode"], key["batch_size"], key["arch"], key["input_shape"]) == (
-        "train",
-        8,
-        "seed",
-        [32, 32, 3],
-    )
-    assert key["variants"] == ["functional", "xla"]
-
-
-# --- variant="auto" -------------------------------------------------------------------------
-
-
-def test_auto_uses_the_cached_winner():
-    key = picker.make_key(
-        picker.default_device(),
-        mode="inference",
-        batch_size=64,
-        dtype_policy="float32",
-        arch="seed",
-        input_shape=(16, 16, 3),
-        variants=list(blocks.VARIANTS),
-    )
-    cache.store(key, _result("functional").to_json())
+def test_auto_uses_the_cached_winner_and_warns_on_another_runtime():
+    _store(Config("functional", "xla", "default"), **AUTO)
     model = blocks.resnet18("auto", input_shape=(16, 16, 3), dtype_policy="float32")
-    assert model.variant == "functional"
+    assert model.variant == "functional" and model.picked.execution == "xla"
+    other = "no-onednn" if cpu.onednn_on() else "onednn"
+    _store(Config("xla", "graph", other), **AUTO)
+    with pytest.warns(
+        blocks.AutoVariantWarning,
+        match=r"was fastest with oneDNN (on|off), but this process has it (on|off): set",
+    ):
+        blocks.resnet18("auto", input_shape=(16, 16, 3), dtype_policy="float32")
 
 
-def test_auto_on_a_miss_warns_and_uses_the_default():
+def test_auto_on_a_miss_warns_and_uses_the_reference():
     with pytest.warns(
         blocks.AutoVariantWarning,
         match=r"no cached pick .*using 'subclassed'.*python -m blocks pick --arch seed --image-size 16",
@@ -235,137 +274,178 @@ def test_auto_on_a_miss_warns_and_uses_the_default():
     assert model.variant == "subclassed"
 
 
-def test_auto_on_a_miss_can_measure_first(monkeypatch):
-    calls = []
-
-    def fake_pick(**options):
-        calls.append(options)
-        return _result("functional")
-
-    monkeypatch.setattr(picker, "pick", fake_pick)
-    model = blocks.resnet18(
-        "auto", input_shape=(16, 16, 3), dtype_policy="float32", pick_on_miss=True
-    )
-    assert model.variant == "functional"
-    assert calls and calls[0]["batch_size"] == 64 and calls[0]["mode"] == "inference"
-
-
-def test_auto_survives_a_corrupt_cache(private_cache):
-    private_cache.parent.mkdir(parents=True)
-    private_cache.write_bytes(b"\x00\xff garbage")
+def test_auto_survives_a_corrupt_cache(tmp_path):
+    path = tmp_path / "cache" / "picks.json"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\x00\xff garbage")
     with pytest.warns(blocks.AutoVariantWarning):
         model = blocks.resnet18("auto", input_shape=(16, 16, 3), dtype_policy="float32")
     assert model.variant == "subclassed"
 
 
-# --- the command line ------------------------------------------------------------------------
+def test_the_readme_lines_apply_a_pick_in_a_fresh_process():
+    """The three lines the README shows, run in a new process with the pick's environment."""
+    stored = _store(
+        Config("functional", "xla", "default"),
+        **{**AUTO, "input_shape": None, "variants": BUILT_IN},
+    )
+    env = dict(os.environ)
+    for line in stored.apply["environment"]:
+        k, _, v = line.partition("=")
+        env[k] = v
+    code = (
+        "import blocks\n"
+        'model = blocks.resnet18("auto")\n'
+        "step = blocks.compiled_step(model)\n"
+        "import numpy as np\n"
+        "logits = step(np.zeros((2, 32, 32, 3), np.float32))\n"
+        "print(model.variant, model.picked.execution, tuple(logits.shape), step._jit_compile)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["functional", "xla", "(2,", "10)", "True"]
+    assert "Warning" not in out.stderr, out.stderr
 
 
-def _cli(*args, env_cache):
-    env = dict(os.environ, **{cache.ENV_VAR: str(env_cache), "TF_CPP_MIN_LOG_LEVEL": "2"})
+# --- the command line -----------------------------------------------------------------------
+
+
+def _cli(*args, timeout=600, **popen):
     return subprocess.run(
         [sys.executable, "-m", "blocks", *args],
-        env=env,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=timeout,
+        cwd=ROOT,
+        **popen,
     )
 
 
-def test_cli_pick_json_then_cached(private_cache):
+def test_cli_pick_then_cached():
     args = [
         "pick",
         "--batch-size",
         "2",
         "--image-size",
         "8",
-        "--budget-s",
-        "0.5",
         "--variants",
         "subclassed,functional",
+        "--executions",
+        "graph",
+        "--runtimes",
+        "default",
+        "--budget-s",
+        "15",
     ]
-    first = _cli(*args, "--json", env_cache=private_cache)
-    assert first.returncode == 0, first.stderr
+    first = _cli(*args, "--json")
+    assert first.returncode == 0, first.stderr[-2000:]
     data = json.loads(first.stdout)
-    assert data["source"] == "measured" and {r["variant"] for r in data["ranking"]} == {
-        "subclassed",
-        "functional",
+    assert data["source"] == "measured"
+    assert {r["label"] for r in data["ranking"]} == {
+        "subclassed · graph · default",
+        "functional · graph · default",
     }
-    second = _cli(*args, env_cache=private_cache)
-    assert second.returncode == 0, second.stderr
-    assert "[cache," in second.stdout and f"winner: {data['winner']}" in second.stdout
+    assert first.stderr == "", (
+        "nothing but the result: no TensorFlow log line, no progress bar with --json"
+    )
+    second = _cli(*args)
+    assert second.returncode == 0, second.stderr[-2000:]
+    if not data["provisional"]:
+        assert "[cache," in second.stdout
+    assert f"winner: {data['winner']['variant']} · graph · default" in second.stdout
+    assert "blocks.compiled_step(model" in second.stdout
 
 
-def test_cli_bad_arguments(private_cache):
-    bad = _cli("pick", "--mode", "predict", env_cache=private_cache)
-    assert bad.returncode == 2 and "Unknown mode" in bad.stderr
-    bad = _cli("pick", "--batch-size", "0", env_cache=private_cache)
-    assert bad.returncode == 2 and "Received: batch_size=0" in bad.stderr
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["pick", "--mode", "predict"], "argument --mode: invalid choice: 'predict'"),
+        (["pick", "--batch-size", "0"], "argument --batch-size: expected a positive int, got '0'"),
+        (
+            ["pick", "--executions", "graph,jit"],
+            "argument --executions: unknown 'jit'; expected some of graph, xla, eager",
+        ),
+        (
+            ["pick", "--budget-s", "-3"],
+            "argument --budget-s: expected a positive number of seconds, got '-3'",
+        ),
+        (["fly"], "invalid choice: 'fly'"),
+    ],
+)
+def test_cli_usage_errors_before_tensorflow_loads(args, message):
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "blocks", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert out.returncode == 2 and message in out.stderr
+    assert " tensorflow" not in out.stderr, "TensorFlow was imported for a usage error"
 
 
-def _benchmark_row(variant, median, iqr, rounds=20, data=None):
-    stats = {
-        "median": median,
-        "iqr": iqr,
-        "q1": median - iqr / 2,
-        "q3": median + iqr / 2,
-        "rounds": rounds,
-    }
-    if data is not None:
-        stats["data"] = data
-    return {
-        "group": "CPU:0 seed 32x32 inference float32 b64",
-        "name": f"test_resnet18[{variant}]",
-        "stats": stats,
-        "extra_info": {
-            "variant": variant,
-            "mode": "inference",
-            "batch_size": 64,
-            "dtype_policy": "float32",
-            "arch": "seed",
-            "image_size": 32,
-            "device": "CPU:0",
-            "device_name": "test CPU",
-            "tf_version": "x",
-            "keras_version": "y",
-            "compile_s": 1.0,
-        },
-    }
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill"])
+def test_stopping_a_pick_leaves_no_worker(sig, private_cache_and_tag):
+    tag = private_cache_and_tag
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "blocks",
+            "pick",
+            "--batch-size",
+            "2",
+            "--image-size",
+            "8",
+            "--variants",
+            "subclassed,hanging",
+            "--executions",
+            "graph",
+            "--runtimes",
+            "default",
+            "--budget-s",
+            "120",
+            "--refresh",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=faulty_env(),
+    )
+    deadline = time.monotonic() + 120
+    while len(tagged_processes(tag)) < 3 and time.monotonic() < deadline:  # the CLI + 2 workers
+        time.sleep(0.2)
+    assert len(tagged_processes(tag)) >= 3, "the workers never started"
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130 and "interrupted: every worker process was stopped" in err
+    deadline = time.monotonic() + 10  # orphaned workers notice their parent is gone within ~1 s
+    while tagged_processes(tag) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert tagged_processes(tag) == []
 
 
-def test_pick_from_saved_benchmarks(tmp_path, private_cache):
-    rows = [
-        _benchmark_row("subclassed", 0.5, 0.01),
-        _benchmark_row("xla", 0.4, 0.01),
-        _benchmark_row("functional", 0.41, 0.2),
-        _benchmark_row("subclassed[eager]", 2.0, 0.1),
+def test_pick_from_a_saved_benchmark_run(tmp_path):
+    from tests.test_report import run_file
+
+    path = run_file(tmp_path)
+    result = picker.pick_from_benchmarks(path, mode="inference", batch_size=64)
+    assert [r.label for r in result.ranking][:2] == [
+        "xla · graph · default",
+        "functional · graph · default",
     ]
-    path = tmp_path / "run.json"
-    path.write_text(json.dumps({"benchmarks": rows}))
-    result = picker.pick_from_benchmarks(path)
-    assert [r.variant for r in result.ranking] == ["xla", "functional", "subclassed"]
-    assert (
-        result.winner == "functional" and not result.clearly_ahead
-    )  # tie: xla vs noisy functional
-    out = _cli("pick", "--from-json", str(path), env_cache=private_cache)
-    assert out.returncode == 0 and "winner: functional" in out.stdout, out.stderr
-    missing = _cli("pick", "--from-json", str(path), "--batch-size", "8", env_cache=private_cache)
+    assert result.winner_label == "xla · graph · default" and not result.clearly_ahead
+    assert result.measured_at == "2026-11-30T08:00:00+00:00"
+    out = _cli("pick", "--from-json", str(path))
+    assert out.returncode == 0 and "winner: xla · graph · default" in out.stdout, out.stderr
+    assert "[file " in out.stdout and "2026-11-30T08:00:00+00:00" in out.stdout
+    missing = _cli("pick", "--from-json", str(path), "--batch-size", "8")
     assert (
         missing.returncode == 2
         and "No benchmark in" in missing.stderr
         and "Groups in the file" in missing.stderr
     )
-
-
-def test_pick_from_saved_benchmarks_with_raw_timings(tmp_path):
-    fast = _samples(0.4, 0.01)
-    slow = _samples(0.5, 0.01, seed=2)
-    rows = [
-        _benchmark_row("subclassed", float(np.median(slow)), 0.005, data=slow),
-        _benchmark_row("xla", float(np.median(fast)), 0.004, data=fast),
-    ]
-    path = tmp_path / "run.json"
-    path.write_text(json.dumps({"benchmarks": rows}))
-    result = picker.pick_from_benchmarks(path)
-    assert result.winner == "xla" and result.clearly_ahead
-    assert "from medians" not in result.decision

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import blocks
-from blocks.measure import timing
+from blocks.measure import steps
 from tests.helpers import precision
 from tests.helpers.hosts import nchw_dtype_reason
 from tests.helpers.runs import network, run
@@ -37,8 +37,8 @@ def skip_unless_kernels(variant, policy):
 
 # Smaller than the float32 checks' inputs: float16 NCHW convolutions run slowly on CPUs (10 s for
 # a seed ResNet18 at 24x24, batch 4, measured on a Xeon with AMX). Each BN still normalises over
-# at least 18 values per channel (the last stage is 3x3 at batch 2).
-MIXED_SHAPE, MIXED_BATCH = (20, 20, 3), 2
+# at least 12 values per channel (the last stage is 2x2 at batch 3).
+MIXED_SHAPE, MIXED_BATCH = (16, 16, 3), 3
 
 
 def test_network_forward_against_numpy(variant, policy, errors):
@@ -80,7 +80,7 @@ def test_training_step_against_float64(policy, errors):
     for run_policy in ("float64", policy):
         model = network("subclassed", arch, MIXED_SHAPE, run_policy)
         blocks.import_weights(model, weights)
-        step = timing.train_step(model, run_policy)
+        step = steps.train_step(model, run_policy)
         step(np.asarray(x, model.compute_dtype if run_policy == "float64" else "float32"), labels)
         after[run_policy] = blocks.export_weights(model)
     moved = {k: after["float64"][k] - weights[k] for k in weights}

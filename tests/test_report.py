@@ -1,9 +1,8 @@
-"""Benchmark results: speedups, tables, the chart, `python -m blocks report`, and a smoke run
-of the benchmark matrix itself (`pytest bench/ --benchmark-disable`)."""
+"""Benchmark reports: one run's tables, several runs side by side (one column per TF version), the
+flag for a real change, machines kept apart, the chart, and `python -m blocks report`."""
 
 import json
 import os
-import re
 import subprocess
 import sys
 
@@ -12,135 +11,202 @@ import pytest
 from blocks.measure import report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CPU = {"cpu": "Test CPU", "simd": "AVX2", "cores": 2, "machine": "x86_64"}
 
 
-def _row(variant, median, group="CPU:0 seed 32x32 inference float32 b64", batch=64):
+def row(label, median, *, batch=64, mode="inference", iqr=0.04, ceiling=120.0, speedup=1.0):
+    variant, execution, runtime = [p.strip() for p in label.split("·")]
+    workload = dict(
+        mode=mode,
+        batch_size=batch,
+        dtype_policy="float32",
+        arch="seed",
+        image_size=None,
+        device="CPU:0",
+    )
     return {
-        "group": group,
-        "name": f"test_resnet18[{variant}]",
+        "group": f"CPU:0 seed 32x32 {mode} float32 b{batch}",
+        "name": f"test_resnet18[{variant}-{execution}-{runtime}]",
         "stats": {
             "median": median,
-            "q1": median * 0.95,
-            "q3": median * 1.05,
-            "iqr": median * 0.1,
+            "q1": median * (1 - iqr / 2),
+            "q3": median * (1 + iqr / 2),
+            "iqr": median * iqr,
             "rounds": 9,
         },
         "extra_info": {
-            "variant": variant,
-            "batch_size": batch,
+            "workload": workload,
+            "config": dict(
+                variant=variant, execution=execution, runtime=runtime, strategy="none", replicas=1
+            ),
+            "label": label,
+            "images_per_sec": batch / median,
+            "speedup_vs_reference": speedup,
+            "speedup_ci": [speedup * 0.98, speedup * 1.02],
             "compile_s": 2.0,
             "efficiency": 0.5,
-            "ceiling_gflops_per_sec": 120.0,
+            "ceiling_gflops_per_sec": ceiling,
+            "layout": {"transposes": 0, "fused_convs": 20, "unfused_convs": 0, "xla_clusters": 0},
         },
     }
 
 
-ROWS = [
-    _row("subclassed", 0.50),
-    _row("xla", 0.40),
-    _row("subclassed[eager]", 1.0),
-    _row("nchw", 0.45),
-    _row("subclassed", 0.02, group="CPU:0 seed 32x32 inference float32 b1", batch=1),
-    _row("functional", 0.025, group="CPU:0 seed 32x32 inference float32 b1", batch=1),
-    {
-        "group": "CPU:0 ceiling float32",
-        "name": "test_matmul_ceiling",
-        "stats": {"median": 0.4},
-        "extra_info": {"kind": "ceiling"},
-    },
-]
+def run_file(
+    tmp_path, name="run.json", tf="2.21.0", keras="3.15.1", rows=None, machine=CPU, ceiling=120.0
+):
+    rows = rows or [
+        row("subclassed · graph · default", 0.50),
+        row("xla · graph · default", 0.40, speedup=1.25),
+        row("functional · graph · default", 0.41, speedup=1.22),
+        row("subclassed · eager · default", 1.0, speedup=0.5),
+    ]
+    for r in rows:
+        r["extra_info"]["ceiling_gflops_per_sec"] = ceiling
+    header = {
+        "machine": machine,
+        "tf": tf,
+        "keras": keras,
+        "recorded": "2026-11-30T08:00:00+00:00",
+        "ceilings": {"CPU:0 float32": ceiling},
+        "not_run": [
+            {
+                "group": "CPU:0 seed 32x32 inference float32 b64",
+                "label": "nchw · graph · default",
+                "reason": "nchw: no channels_first float32 Conv2D on CPU:0 in TF 2.21.0; set TF_ENABLE_ONEDNN_OPTS=1 before TensorFlow is imported",
+            }
+        ],
+    }
+    path = tmp_path / name
+    path.write_text(json.dumps({"benchmarks": rows, "resnet_blocks": header}))
+    return path
 
 
-ROWS[3]["extra_info"].update(transposes=3, fused_convs=18, unfused_convs=2, xla_clusters=0)
+def test_one_run_tables_rank_fastest_first_with_paired_speedups(tmp_path):
+    text = report.markdown(report.load_runs([run_file(tmp_path)]))
+    assert "Test CPU (AVX2), TF 2.21.0 / Keras 3.15.1" in text
+    lines = [ln for ln in text.splitlines() if ln.startswith("| ") and "·" in ln]
+    assert [ln.split("|")[1].strip() for ln in lines] == [
+        "xla · graph · default",
+        "functional · graph · default",
+        "subclassed · graph · default",
+        "subclassed · eager · default",
+    ]
+    assert (
+        "| xla · graph · default | 160.0 | 156.9-163.3 | 1.25x (1.23-1.27) | 50% | 2.0 | 9 | T0 F20/20 |"
+        in text
+    )
+    assert "not run: nchw · graph · default: nchw: no channels_first" in text
+    assert "matmul ceiling 120 GFLOP/s" in text
 
 
-def test_annotate_speedups_within_each_group():
-    rows = json.loads(json.dumps(ROWS))
-    report.annotate(rows)
-    info = {(r["group"][-3:], r["extra_info"]["variant"]): r["extra_info"] for r in rows[:6]}
-    assert info[("b64", "xla")]["speedup_vs_subclassed"] == 1.25
-    assert info[("b64", "subclassed[eager]")]["speedup_vs_subclassed"] == 0.5
-    assert info[(" b1", "functional")]["speedup_vs_subclassed"] == 0.8
-    assert info[("b64", "xla")]["images_per_sec"] == 160.0
-
-
-def test_tables_fit_100_columns_and_rank_fastest_first():
-    rows = json.loads(json.dumps(ROWS))
-    report.annotate(rows)
+def test_live_tables_fit_100_columns():
+    rows = [
+        row("subclassed · graph · default", 0.5),
+        row("xla · graph · default", 0.4, speedup=1.25),
+    ]
     lines = report.text_tables(rows, width=100)
     assert all(len(line) <= 100 for line in lines)
-    b64 = lines[lines.index("CPU:0 seed 32x32 inference float32 b64") + 2 :][:3]
-    assert [line.split()[0] for line in b64] == ["xla", "nchw", "subclassed"]
-    md = report.markdown(rows)
-    assert "| xla | 160.0 | 152.4-168.4 | 1.25x | 50% | 2.0 | 9 | - |" in md
-    assert "ceiling 120 GFLOP/s" in md
-    assert "| nchw | 142.2 | 135.4-149.7 | 1.11x | 50% | 2.0 | 9 | T3 F18/20 |" in md
-    assert "T = Transpose ops" in md
+    assert lines[1].split()[0] == "configuration" and lines[2].split()[0] == "xla"
+
+
+def test_runs_across_versions_flag_only_real_changes(tmp_path):
+    old = run_file(tmp_path, "tf213.json", tf="2.13.1", keras="2.13.1")
+    # TF 2.21: xla 30% faster than on 2.13 (a real change: beyond both spreads, raw and
+    # normalised); subclassed 2% faster (within the 4% spread: not flagged).
+    new = run_file(
+        tmp_path,
+        "tf221.json",
+        rows=[
+            row("subclassed · graph · default", 0.49),
+            row("xla · graph · default", 0.40 / 1.3, speedup=1.6),
+            row("functional · graph · default", 0.41, speedup=1.2),
+        ],
+    )
+    runs = report.load_runs([tmp_path])
+    assert [r.header["tf"] for r in runs] == ["2.13.1", "2.21.0"]
+    text = report.markdown(runs)
+    xla = next(ln for ln in text.splitlines() if ln.startswith("| xla"))
+    assert xla.endswith("| 160.0 [1.33] | 208.0 [1.73] 1.30x! |"), xla
+    sub = next(ln for ln in text.splitlines() if ln.startswith("| subclassed · graph"))
+    assert "1.02x |" in sub and "!" not in sub
+    eager = next(ln for ln in text.splitlines() if ln.startswith("| subclassed · eager"))
+    assert eager.endswith("| 64.0 [0.53] | - |")  # not run on 2.21: no cell, no average
+    assert "TF 2.13.1 K2" in text and "TF 2.21.0 K3" in text
+    baseline = report.markdown(runs, baseline="2.21")
+    assert "ratio to TF 2.21.0 K3" in baseline
+    with pytest.raises(ValueError, match=r"Unknown baseline.*Received: baseline='2\.99'"):
+        report.markdown(runs, baseline="2.99")
+    _ = old, new
+
+
+def test_a_faster_machine_is_not_a_faster_version(tmp_path):
+    """Everything 30% faster because the matmul ceiling is too (another spell, another host
+    state): raw ratios move, normalised ones do not, so nothing is flagged."""
+    run_file(tmp_path, "a.json", tf="2.20.0", ceiling=100.0)
+    run_file(
+        tmp_path,
+        "b.json",
+        tf="2.21.0",
+        ceiling=130.0,
+        rows=[
+            row("subclassed · graph · default", 0.50 / 1.3),
+            row("xla · graph · default", 0.40 / 1.3, speedup=1.25),
+        ],
+    )
+    text = report.markdown(report.load_runs([tmp_path]))
+    assert "1.30x" in text and "!" not in text.split("normalised\n", 1)[1]
+
+
+def test_runs_of_different_machines_are_reported_apart(tmp_path):
+    run_file(tmp_path, "a.json")
+    run_file(tmp_path, "b.json", machine={**CPU, "cpu": "Other CPU", "simd": "AVX-512"})
+    text = report.markdown(report.load_runs([tmp_path]))
+    assert text.startswith("Runs from 2 machines, reported apart (never averaged): ")
+    assert "Other CPU (AVX-512), TF 2.21.0" in text and "Test CPU (AVX2), TF 2.21.0" in text
 
 
 def test_chart(tmp_path):
-    rows = json.loads(json.dumps(ROWS))
-    out = report.plot(rows, tmp_path / "chart.png")
+    runs = report.load_runs([run_file(tmp_path)])
+    out = report.plot(runs, tmp_path / "chart.png")
     with open(out, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
-def test_report_command(tmp_path):
-    path = tmp_path / "run.json"
-    path.write_text(json.dumps({"benchmarks": ROWS}))
-    result = subprocess.run(
-        [sys.executable, "-m", "blocks", "report", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "**CPU:0 seed 32x32 inference float32 b64**" in result.stdout
-    assert (tmp_path / "run.png").exists()
-
-
 @pytest.mark.parametrize(
     "content, message",
-    [("{oops", "not JSON"), ('{"machine_info": {}}', "no 'benchmarks' list")],
+    [
+        ("{oops", "not JSON"),
+        ('{"machine_info": {}}', "no 'benchmarks' list"),
+        ('{"benchmarks": []}', "no ResNet benchmarks of this project in it"),
+    ],
 )
 def test_report_of_a_bad_file(tmp_path, content, message):
     path = tmp_path / "bad.json"
     path.write_text(content)
-    result = subprocess.run(
-        [sys.executable, "-m", "blocks", "report", str(path)],
+    out = _report(str(path))
+    assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def _report(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "blocks", "report", *args],
         capture_output=True,
         text=True,
         timeout=300,
-    )
-    assert result.returncode == 2 and message in result.stderr
-
-
-@pytest.mark.slow
-def test_benchmark_matrix_smoke_run():
-    """Every benchmark of a small matrix runs once and checks its output (no timing)."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "bench/",
-            "--benchmark-disable",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "--batch-sizes",
-            "2",
-            "--image-size",
-            "16",
-            "-rs",
-        ],
         cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
     )
-    tail = result.stdout[-4000:]
-    assert result.returncode == 0, tail + result.stderr[-2000:]
-    passed = int(re.search(r"(\d+) passed", tail).group(1))
-    assert passed >= 2 * 3 + 1, tail  # 2 modes x (3+ variants incl. the eager row), the ceiling
+
+
+def test_report_command_on_files_and_directories(tmp_path):
+    run_file(tmp_path, "tf213.json", tf="2.13.1", keras="2.13.1")
+    run_file(tmp_path, "tf221.json")
+    out = _report(str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert "| configuration | TF 2.13.1 K2 | TF 2.21.0 K3 |" in out.stdout
+    assert (tmp_path / "report.png").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = _report(str(empty))
+    assert out.returncode == 2 and "is a directory with no .json benchmark runs in it" in out.stderr
+    assert "Traceback" not in out.stderr

@@ -6,8 +6,7 @@ import os
 
 import tensorflow as tf
 
-from blocks import _compat
-from blocks.measure import host
+from blocks import _compat, cpu
 
 
 def list_devices() -> list:
@@ -37,7 +36,7 @@ def describe(device: str) -> dict:
         return {
             "device": short,
             "kind": "CPU",
-            "name": host.cpu_model_name(),
+            "name": cpu.cpu_model_name(),
             "cores": os.cpu_count(),
         }
     physical = [d for d in tf.config.list_physical_devices("GPU")]
@@ -62,8 +61,8 @@ def native_dtype_policies(device: str) -> dict:
     info = describe(device)
     reasons = {"float32": None}
     if info["kind"] == "CPU":
-        flags = host.cpu_flags()
-        bf16 = set(host.BF16_FLAGS) & flags
+        flags = cpu.cpu_flags()
+        bf16 = set(cpu.BF16_FLAGS) & flags
         reasons["mixed_bfloat16"] = (
             None
             if bf16

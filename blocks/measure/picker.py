@@ -1,64 +1,106 @@
-"""`blocks.pick`: time every variant here, rank them, say whether the winner is really ahead.
+"""`blocks.pick`: the fastest configuration here (variant x execution x runtime), verified.
 
-Timing goes through `blocks.timing` (the benchmarks' path). Rounds are interleaved across the
-variants, so a slow spell on a shared machine lands on all of them rather than on one. The
-winner is "clearly ahead" when the 95% bootstrap confidence interval of the ratio of median step
-times (runner-up / winner) lies above 1; otherwise it is a tie, and the simplest of the tied
-variants is picked.
+1. Candidates: every (variant, execution, runtime) asked for; a runtime that equals another here
+   (TensorFlow's default is oneDNN on or off by CPU) is measured once. Combinations that cannot
+   run (an inference-only variant in training, a missing kernel) are listed with a one-line reason.
+2. Screen: one worker process per runtime compiles its candidates; interleaved rounds across all
+   workers (`race`) drop those clearly slower than the best (successive halving).
+3. Final: the few best and the reference (subclassed, graph, default runtime) each get a fresh
+   process of their own, since a model shares its process with no other in a user's program (and
+   co-resident models were measured to shift each other by a few percent); interleaved rounds
+   there decide, by the paired statistics of `stats`.
+4. Verify: before it is named, the winner's own process checks that it computes the float64
+   reference's function (`verify`); a candidate that fails is disqualified with its error.
+`budget_s` bounds the whole run, start-up and compilation included; a decision from fewer rounds
+than the statistics need is provisional, said so, and not cached.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import datetime
 import math
 import os
 import time
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
-import numpy as np
-
-from blocks import _compat, checks
-from blocks.archs import get_arch
-from blocks.measure import cache, devices, report, timing
-from blocks.models import input_shape_for, resolve_policy
+from blocks import _compat, checks, cpu
+from blocks.archs import ARCHS
+from blocks.measure import cache, devices, lab, race, stats, workers
+from blocks.measure.runtimes import RUNTIMES
+from blocks.measure.runtimes import distinct as distinct_runtimes
+from blocks.measure.runtimes import get as get_runtime
+from blocks.measure.workload import EXECUTIONS, REFERENCE, Config, Workload, grid
 from blocks.variants import VARIANTS, get_variant
 
-DEFAULT_VARIANT = "subclassed"
-DEFAULT_BUDGET_S = 45.0
-MIN_ROUNDS, MAX_ROUNDS = 3, 200
-CONFIDENCE = 0.95
-BOOTSTRAP = 4000
+# Seconds for a whole pick, start-up and compilation included. A training step compiles and runs
+# several times longer than a forward pass.
+DEFAULT_BUDGET_S = {"inference": 150.0, "train": 420.0}
+FINALISTS = 3  # besides the reference
+SCREEN_RUNG = 3  # rounds between two successive-halving cuts
+# Differences smaller than this are ties: two processes holding the same configuration were
+# measured up to 4% apart here (tests/data/noise.json: 6 workloads x 6 pairs of processes), so a
+# smaller gap between two processes is not the configurations'.
+TIE_MARGIN = 0.04
+# How much simpler one configuration is than another, for breaking ties: plain tf.function before
+# eager and XLA, TensorFlow's default runtime before a setting the user must make.
+EXECUTION_COST = {"graph": 0, "eager": 1, "xla": 2}
+RUNTIME_COST = {"default": 0}
 
 
 class PickError(RuntimeError):
-    """No variant could run; the message gives each one's reason."""
+    """No candidate could run (or was left); the message gives the reasons."""
 
 
 @dataclasses.dataclass
 class Ranked:
-    variant: str
+    """One candidate's outcome: its figures, or why it has none."""
+
+    config: dict
+    label: str
+    status: str  # winner, finalist, screened out, could not run, disqualified, not measured
     images_per_sec: Optional[float] = None
     q1_images_per_sec: Optional[float] = None
     q3_images_per_sec: Optional[float] = None
-    speedup_vs_subclassed: Optional[float] = None
+    speedup: Optional[float] = None  # over the reference, paired rounds
+    speedup_ci: Optional[list] = None
     rounds: int = 0
     compile_s: Optional[float] = None
-    error: Optional[str] = None
-    samples_s: list = dataclasses.field(default_factory=list)
+    reason: Optional[str] = None
+    detail: Optional[str] = None
+    layout: Optional[dict] = None
+
+    @property
+    def variant(self) -> str:
+        return self.config["variant"]
 
 
 @dataclasses.dataclass
 class PickResult:
+    workload: dict
     key: dict
     ranking: list
-    winner: str
-    fastest: str
-    clearly_ahead: bool
-    ratio_ci: Optional[tuple]
+    winner: Optional[dict]
     decision: str
+    clearly_ahead: bool
+    provisional: bool
+    speedup: Optional[list]  # [median, low, high] of the winner over the reference
+    apply: dict
+    verification: Optional[dict]
+    machine: dict
     measured_at: str
+    elapsed_s: float = 0.0
+    notes: list = dataclasses.field(default_factory=list)
     source: str = "measured"
+
+    @property
+    def winner_config(self) -> Optional[Config]:
+        return None if self.winner is None else Config.from_json(self.winner)
+
+    @property
+    def winner_label(self) -> str:
+        return self.winner_config.label if self.winner else "-"
 
     def to_json(self) -> dict:
         out = dataclasses.asdict(self)
@@ -69,99 +111,54 @@ class PickResult:
     def from_json(cls, data: dict) -> "PickResult":
         data = dict(data)
         data["ranking"] = [Ranked(**r) for r in data["ranking"]]
-        data["ratio_ci"] = tuple(data["ratio_ci"]) if data.get("ratio_ci") else None
         return cls(**data)
 
 
-def ratio_ci(faster_s, slower_s, *, confidence=CONFIDENCE, n=BOOTSTRAP, seed=0) -> tuple:
-    """Bootstrap CI of median(slower) / median(faster): how many times faster `faster` is."""
-    a = np.asarray(faster_s, float)
-    b = np.asarray(slower_s, float)
-    rng = np.random.default_rng(seed)
-    ma = np.median(a[rng.integers(0, len(a), (n, len(a)))], axis=1)
-    mb = np.median(b[rng.integers(0, len(b), (n, len(b)))], axis=1)
-    tail = (1 - confidence) / 2
-    lo, hi = np.quantile(mb / ma, [tail, 1 - tail])
-    return float(lo), float(hi)
-
-
-def notch_ratio_ci(faster: dict, slower: dict) -> tuple:
-    """Approximate 95% CI of median(slower)/median(faster) from summary statistics alone.
-
-    Each median's interval is the box-plot notch, median +- 1.57 IQR / sqrt(n) (McGill, Tukey
-    and Larsen, 1978); the ratio's interval divides the ends. For results saved without raw
-    timings (pytest-benchmark's JSON without --benchmark-save-data).
-    """
-
-    def notch(s):
-        return 1.57 * s["iqr"] / math.sqrt(max(s["rounds"], 1))
-
-    lo = (slower["median"] - notch(slower)) / (faster["median"] + notch(faster))
-    hi = (slower["median"] + notch(slower)) / max(faster["median"] - notch(faster), 1e-12)
-    return float(lo), float(hi)
-
-
-def decide(samples: dict, *, complexity: Optional[dict] = None, ci=None) -> tuple:
-    """(winner, fastest, clearly_ahead, ci, decision) from {variant: timings}.
-
-    `samples` maps each variant to its seconds per step (a list; `ci` defaults to the bootstrap)
-    or to summary statistics (with `ci=notch_ratio_ci`). The fastest is the lowest median. If the
-    runner-up's CI against it lies above 1, the fastest wins outright; otherwise every variant
-    whose CI against the fastest reaches 1 is tied with it, and the simplest of those (lowest
-    `complexity`, then name) wins.
-    """
-    if not samples:
-        raise PickError("No variant produced timings.")
-    complexity = complexity or {}
-    ci = ci or ratio_ci
-
-    def median(v):
-        x = samples[v]
-        return x["median"] if isinstance(x, dict) else float(np.median(x))
-
-    order = sorted(samples, key=median)
-    fastest = order[0]
-    if len(order) == 1:
-        return fastest, fastest, True, None, f"{fastest} is the only variant that ran"
-    cis = {v: ci(samples[fastest], samples[v]) for v in order[1:]}
-    runner_up = order[1]
-    interval = cis[runner_up]
-    level = f"{int(CONFIDENCE * 100)}% CI"
-    if interval[0] > 1.0:
-        return (
-            fastest,
-            fastest,
-            True,
-            interval,
-            (
-                f"{fastest} is clearly ahead: {interval[0]:.3f}-{interval[1]:.3f}x faster than "
-                f"{runner_up} ({level})"
-            ),
-        )
-    tied = [fastest] + [v for v in order[1:] if cis[v][0] <= 1.0]
-    winner = min(tied, key=lambda v: (complexity.get(v, 99), v))
-    why = (
-        f"a tie within noise: {fastest} vs {runner_up} is {interval[0]:.3f}-{interval[1]:.3f}x "
-        f"({level} includes 1); tied: {', '.join(tied)}; picking the simplest, {winner}"
+def complexity(config: Config) -> float:
+    return (
+        VARIANTS[config.variant].complexity
+        + EXECUTION_COST[config.execution]
+        + RUNTIME_COST.get(config.runtime, 1)
     )
-    return winner, fastest, False, interval, why
 
 
-def make_key(device: str, *, mode, batch_size, dtype_policy, arch, input_shape, variants) -> dict:
-    info = devices.describe(device)
-    identity = {k: info[k] for k in ("kind", "name") if k in info}
-    if info.get("compute_capability"):
-        identity["compute_capability"] = info["compute_capability"]
+def how_to_apply(config: Config, workload: Workload) -> dict:
+    """The environment and the three lines of Python that run `config` in a user's program."""
+    runtime = get_runtime(config.runtime)
+    build = f'model = blocks.resnet18("{config.variant}"'
+    if workload.arch != "seed":
+        build += f', arch="{workload.arch}"'
+    if workload.size != ARCHS[workload.arch].input_shape[0]:
+        build += f", input_shape=({workload.size}, {workload.size}, 3)"
+    if workload.dtype_policy != "float32":
+        build += f', dtype_policy="{workload.dtype_policy}"'
+    build += ")"
+    call = "step(images)" if workload.mode == "inference" else "step(images, labels)"
     return {
-        "device": identity,
+        "variant": config.variant,
+        "execution": config.execution,
+        "runtime": config.runtime,
+        "environment": runtime.exports(),
+        "unset": [k for k, v in runtime.env.items() if v is None],
+        "python": [
+            "import blocks",
+            build,
+            f'step = blocks.compiled_step(model, "{workload.mode}", "{config.execution}")'
+            f"  # then {call}",
+        ],
+    }
+
+
+def make_key(workload: Workload, configs: Sequence[Config]) -> dict:
+    """The cache key: device identity, TF and Keras versions, the workload and the candidates
+    (variant x execution x runtime x strategy)."""
+    identity = devices.describe(workload.device)
+    return {
+        "device": {k: identity[k] for k in ("kind", "name", "compute_capability") if k in identity},
         "tf": _compat.TF_VERSION,
         "keras": _compat.KERAS_VERSION,
-        "arch": arch,
-        "input_shape": list(input_shape),
-        "batch_size": batch_size,
-        "mode": mode,
-        "dtype_policy": dtype_policy,
-        "variants": sorted(variants),
+        "workload": workload.to_json(),
+        "candidates": sorted(c.label for c in configs),
     }
 
 
@@ -170,265 +167,541 @@ def default_device() -> str:
     return next((n for n in names if n.startswith("GPU")), "CPU:0")
 
 
-def _validate(device, mode, batch_size, dtype_policy, arch, input_shape, variants, budget_s):
+def plan(
+    device=None,
+    *,
+    mode="inference",
+    batch_size=64,
+    dtype_policy="float32",
+    arch="seed",
+    input_shape=None,
+    image_size=None,
+    variants=None,
+    executions=None,
+    runtimes=None,
+) -> tuple:
+    """(workload, candidate configs, {runtime: the one it equals here}), all arguments checked."""
+    if input_shape is not None:
+        if not (isinstance(input_shape, (tuple, list)) and len(input_shape) == 3):
+            raise ValueError(
+                f"Invalid input_shape. Expected (size, size, 3); Received: {input_shape!r}"
+            )
+        h, w, c = input_shape
+        if h != w or c != 3:
+            raise ValueError(
+                f"pick times square RGB images; Received: input_shape={tuple(input_shape)!r}"
+            )
+        image_size = h
     device = devices.resolve(device if device is not None else default_device())
-    timing.Workload("subclassed", mode=mode, batch_size=batch_size)  # mode and batch checks
-    resolve_policy(dtype_policy)
-    arch_spec = get_arch(arch)
-    shape = input_shape_for(arch_spec, input_shape, "channels_last")
-    if shape[0] != shape[1]:
-        raise ValueError(f"pick times square images; Received: input_shape={input_shape!r}")
+    workload = Workload(mode, batch_size, dtype_policy, arch, image_size, device)
     names = list(VARIANTS) if variants is None else [get_variant(v).name for v in variants]
     if not names:
-        raise ValueError("Expected at least one variant; Received: variants=[]")
-    checks.positive_number(budget_s, "budget_s", allow_none=True)
-    return device, arch_spec.name, shape, names
-
-
-def pick(
-    device=None,
-    *,
-    mode="inference",
-    batch_size=64,
-    dtype_policy="float32",
-    arch="seed",
-    input_shape=None,
-    variants=None,
-    budget_s=None,
-    progress: Optional[Callable] = None,
-    use_cache: bool = True,
-) -> PickResult:
-    """Time each variant's ResNet18 on `device` and pick the fastest (see the module docstring).
-
-    Args:
-        device: "CPU:0", "GPU:0", ... (default: the first GPU, else the CPU).
-        mode: "inference" (forward, training=False) or "train" (forward, loss, gradients, SGD).
-        batch_size, dtype_policy, arch, input_shape: the workload (input_shape (H, W, 3), square).
-        variants: names to race (default: every registered variant).
-        budget_s: seconds of timed work shared by all variants (default 45); compile and warm-up
-            come on top.
-        progress: called as progress(done, total, message, elapsed_s, remaining_s).
-        use_cache: store the result in the per-user cache (`blocks.cache`).
-
-    Returns:
-        A PickResult: the ranking (median img/s, IQR, speedup over subclassed, or the reason a
-        variant could not run), the winner and whether it is clearly ahead of the runner-up.
-
-    Raises:
-        ValueError: an unknown device, mode, dtype policy, arch or variant, or a bad batch size.
-        PickError: no variant could run.
-    """
-    device, arch, shape, names = _validate(
-        device, mode, batch_size, dtype_policy, arch, input_shape, variants, budget_s
+        raise ValueError("Invalid variants. Expected at least one; Received: variants=[]")
+    executions = checks.choices(
+        EXECUTIONS if executions is None else executions, EXECUTIONS, "execution"
     )
-    budget_s = DEFAULT_BUDGET_S if budget_s is None else float(budget_s)
-    report = progress or (lambda *a: None)
-    start = time.perf_counter()
-    steps, ranked = {}, {n: Ranked(n) for n in names}
-    total = 2 * len(names)
-    for i, name in enumerate(names):
-        report(i, total, f"{name}: building and compiling", time.perf_counter() - start, None)
-        workload = timing.Workload(name, mode, batch_size, dtype_policy, device, arch, shape[0])
-        try:
-            steps[name] = timing.prepare(workload)
-            ranked[name].compile_s = round(steps[name].compile_s, 3)
-        except timing.Unsupported as e:
-            ranked[name].error = str(e)
-        except Exception as e:  # a compile error, OOM, ...: rank it with its reason, go on
-            ranked[name].error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-    if not steps:
-        reasons = "; ".join(f"{n}: {r.error}" for n, r in ranked.items())
-        raise PickError(f"No variant could run on {device}. {reasons}")
-
-    # Rounds from one call of each, so that all rounds together take about budget_s.
-    per_round = sum(min(timing.time_calls(s.run, 2)) for s in steps.values())
-    rounds = int(min(MAX_ROUNDS, max(MIN_ROUNDS, math.floor(budget_s / max(per_round, 1e-6)))))
-    samples = {n: [] for n in steps}
-    timed_start = time.perf_counter()
-    for r in range(rounds):
-        for name, step in steps.items():  # interleaved: drift hits every variant alike
-            samples[name].extend(timing.time_calls(step.run, 1))
-        elapsed = time.perf_counter() - timed_start
-        report(
-            len(names) + int(len(names) * (r + 1) / rounds),
-            total,
-            f"timing round {r + 1}/{rounds}",
-            time.perf_counter() - start,
-            elapsed / (r + 1) * (rounds - r - 1),
-        )
-
-    complexity = {n: VARIANTS[n].complexity for n in steps if n in VARIANTS}
-    winner, fastest, clear, ci, decision = decide(samples, complexity=complexity)
-    ref = np.median(samples[DEFAULT_VARIANT]) if DEFAULT_VARIANT in samples else None
-    for name, s in samples.items():
-        stats = timing.summarize(s, batch_size)
-        q1, q3 = np.percentile(s, [25, 75])
-        ranked[name].images_per_sec = round(stats["images_per_sec"], 2)
-        ranked[name].q1_images_per_sec = round(batch_size / q3, 2)
-        ranked[name].q3_images_per_sec = round(batch_size / q1, 2)
-        ranked[name].speedup_vs_subclassed = round(ref / stats["median_s"], 3) if ref else None
-        ranked[name].rounds = len(s)
-        ranked[name].samples_s = [round(x, 6) for x in s]
-    order = sorted(
-        ranked.values(), key=lambda r: (r.images_per_sec is None, -(r.images_per_sec or 0))
-    )
-    key = make_key(
-        device,
-        mode=mode,
-        batch_size=batch_size,
-        dtype_policy=dtype_policy,
-        arch=arch,
-        input_shape=shape,
-        variants=names,
-    )
-    result = PickResult(
-        key=key,
-        ranking=order,
-        winner=winner,
-        fastest=fastest,
-        clearly_ahead=clear,
-        ratio_ci=ci,
-        decision=decision,
-        measured_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    )
-    report(total, total, "done", time.perf_counter() - start, 0.0)
-    if use_cache:
-        cache.store(key, result.to_json())
-    return result
+    runtime_names = list(RUNTIMES) if runtimes is None else [get_runtime(r).name for r in runtimes]
+    if not runtime_names:
+        raise ValueError("Invalid runtimes. Expected at least one; Received: runtimes=[]")
+    measured, equal = distinct_runtimes(runtime_names)
+    return workload, grid(names, executions, measured), equal
 
 
-def cached(
-    device=None,
-    *,
-    mode="inference",
-    batch_size=64,
-    dtype_policy="float32",
-    arch="seed",
-    input_shape=None,
-    variants=None,
-) -> Optional[PickResult]:
-    """The cached PickResult for this configuration, or None."""
-    device, arch, shape, names = _validate(
-        device, mode, batch_size, dtype_policy, arch, input_shape, variants, None
-    )
-    key = make_key(
-        device,
-        mode=mode,
-        batch_size=batch_size,
-        dtype_policy=dtype_policy,
-        arch=arch,
-        input_shape=shape,
-        variants=names,
-    )
-    entry = cache.load(key)
+def cached_pick(device=None, **options) -> Optional[PickResult]:
+    """The cached result of `pick(device, **options)` (same options but budget), or None."""
+    workload, configs, _ = plan(device, **options)
+    entry = cache.load(make_key(workload, configs))
     if entry is None:
         return None
     try:
         result = PickResult.from_json(entry)
     except (TypeError, KeyError, ValueError):
-        return None
+        return None  # an entry of an older format: measure again
     result.source = "cache"
     return result
 
 
-def pick_from_benchmarks(
-    path,
-    device=None,
-    *,
-    mode="inference",
-    batch_size=64,
-    dtype_policy="float32",
-    arch="seed",
-    input_shape=None,
-    variants=None,
-) -> PickResult:
-    """Pick from a saved pytest-benchmark JSON run (`pytest bench/ --benchmark-json=FILE`).
+@dataclasses.dataclass
+class _Candidate:
+    config: Config
+    anchor: bool = False  # measured as the reference only; not a candidate
+    status: str = "pending"
+    reason: Optional[str] = None
+    detail: str = ""
+    compile_s: Optional[float] = None
+    layout: Optional[dict] = None
+    entrant: Optional[race.Entrant] = None  # while it races
+    screen: dict = dataclasses.field(default_factory=dict)
+    final: dict = dataclasses.field(default_factory=dict)
 
-    Uses the raw timings when the run kept them (--benchmark-save-data: bootstrap, as `pick`),
-    else each row's median, IQR and rounds (notch_ratio_ci).
+
+class _Clock:
+    def __init__(self, budget_s: float, progress: Optional[Callable]):
+        self.start = time.monotonic()
+        self.budget_s = budget_s
+        self.progress = progress or (lambda *a: None)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    def at(self, fraction: float) -> float:
+        """The monotonic time when `fraction` of the budget is spent."""
+        return self.start + fraction * self.budget_s
+
+    def left(self) -> float:
+        return max(0.0, self.budget_s - self.elapsed())
+
+    def report(self, fraction: float, message: str) -> None:
+        self.progress(fraction, message, self.elapsed(), self.left())
+
+
+def pick(
+    device: Optional[str] = None,
+    *,
+    mode: str = "inference",
+    batch_size: int = 64,
+    dtype_policy: str = "float32",
+    arch: str = "seed",
+    input_shape: Optional[Sequence[int]] = None,
+    image_size: Optional[int] = None,
+    variants: Optional[Sequence[str]] = None,
+    executions: Optional[Sequence[str]] = None,
+    runtimes: Optional[Sequence[str]] = None,
+    budget_s: Optional[float] = None,
+    progress: Optional[Callable] = None,
+    use_cache: bool = True,
+) -> PickResult:
+    """Find the fastest configuration of ResNet18 for a workload here (see the module docstring).
+
+    Args:
+        device: "CPU:0", "GPU:0", ... (default: the first GPU, else the CPU).
+        mode: "inference" (forward, training=False) or "train" (forward, loss, gradients, SGD).
+        batch_size, dtype_policy, arch: the workload.
+        input_shape / image_size: square images, (size, size, 3) or size (default: the arch's).
+        variants, executions, runtimes: the candidate space (default: every registered variant,
+            every execution, every runtime).
+        budget_s: seconds for the whole run, start-up and compilation included (default: 150 for
+            inference, 420 for training).
+        progress: called as progress(fraction, message, elapsed_s, remaining_s).
+        use_cache: store a decided (not provisional) result in the per-user cache.
+
+    Returns:
+        A PickResult: every candidate's figures or reason, the verified winner, the decision, the
+        winner's speedup over (subclassed, graph, default) with its paired 95% CI, how to apply it.
+
+    Raises:
+        ValueError: an unknown device, mode, policy, arch, variant, execution or runtime.
+        PickError: no candidate could run.
     """
-    rows = report.load(path)
-    device = devices.resolve(device) if device else None
-    size = input_shape[0] if input_shape else None
-    names = None if variants is None else {get_variant(v).name for v in variants}
-    found = {}
-    groups = set()
-    for row in rows:
-        info = row.get("extra_info", {})
-        if "variant" not in info or not row.get("stats"):
-            continue
+    workload, configs, equal = plan(
+        device,
+        mode=mode,
+        batch_size=batch_size,
+        dtype_policy=dtype_policy,
+        arch=arch,
+        input_shape=input_shape,
+        image_size=image_size,
+        variants=variants,
+        executions=executions,
+        runtimes=runtimes,
+    )
+    checks.positive_number(budget_s, "budget_s", allow_none=True)
+    budget = DEFAULT_BUDGET_S[workload.mode] if budget_s is None else float(budget_s)
+    imports = workers.variant_modules({c.variant for c in configs})
+    with workers.Pool(imports) as pool:
+        return _Pick(pool, workload, configs, equal, _Clock(budget, progress)).run(use_cache)
+
+
+class _Pick:
+    """One run of the algorithm in the module docstring, with its workers in `pool`."""
+
+    def __init__(self, pool, workload: Workload, configs: list, equal: dict, clock: _Clock):
+        self.pool, self.workload, self.clock = pool, workload, clock
+        self.configs = configs
+        # Execution order: graph first, eager last, so that a short budget compiles the likelier
+        # winners; the reference always runs, as the anchor every speedup is measured against.
+        rank = {e: i for i, e in enumerate(("graph", "xla", "eager"))}
+        ordered = sorted(configs, key=lambda c: (rank[c.execution], configs.index(c)))
+        self.candidates = [_Candidate(c) for c in ordered]
+        self.reference = next((c for c in self.candidates if c.config == REFERENCE), None)
+        if self.reference is None:
+            self.reference = _Candidate(REFERENCE, anchor=True)
+            self.candidates.insert(0, self.reference)
+        self.notes = [
+            f"runtime {same!r} is TensorFlow's default on this CPU: measured once, as 'default'"
+            for same in equal
+        ]
+        self.versions: dict = {}
+
+    # --- phase 1: compile ---------------------------------------------------------------------
+
+    def _refuse_statically(self) -> None:
+        for c in self.candidates:
+            if self.workload.mode == "train" and not VARIANTS[c.config.variant].trainable:
+                c.status, c.reason = "could not run", f"{c.config.variant}: inference-only"
+
+    def _start(self, name: str, runtime: str) -> "workers.Worker":
+        worker = self.pool.start(name, runtime)
+        info = worker.hello(timeout_s=max(60.0, self.clock.left()))
+        self.versions = {k: info[k] for k in ("tf", "keras", "cpu")}
+        return worker
+
+    def _prepare(self, worker, c: _Candidate, deadline: float) -> None:
+        timeout = max(10.0, deadline - time.monotonic())
+        try:
+            reply = worker.call(
+                "prepare",
+                timeout,
+                key=c.config.label,
+                workload=self.workload.to_json(),
+                config=c.config.to_json(),
+                min_sample_s=self._min_sample_s(),
+            )
+        except workers.RequestFailed as e:
+            c.status, c.reason, c.detail = "could not run", str(e), e.detail
+            return
+        c.compile_s, c.layout = reply["compile_s"], reply["layout"]
+        c.entrant = race.Entrant(
+            c.config.label, worker, c.config.label, reply["calls"], reply["call_s"]
+        )
+        c.status = "ready"
+
+    def _min_sample_s(self) -> float:
+        return lab.MIN_SAMPLE_S
+
+    def _compile_all(
+        self, candidates: list, per_process: bool, until: float, base: float, span: float
+    ) -> None:
+        """Compile `candidates`: in one worker per runtime, or (per_process) one worker each;
+        two at a time, one per core, until the monotonic time `until`."""
+        groups: dict = {}
+        for c in candidates:
+            name = c.config.label if per_process else f"screen-{c.config.runtime}"
+            groups.setdefault((name, c.config.runtime), []).append(c)
+        total = max(1, len(candidates))
+        done = [0]
+
+        def work(name, runtime, members):
+            if time.monotonic() >= until:
+                for c in members:
+                    c.status, c.reason = "not measured", "the budget ran out before it compiled"
+                return
+            try:
+                worker = self.pool.workers.get(name) or self._start(name, runtime)
+            except workers.WorkerError as e:
+                for c in members:
+                    c.status, c.reason = "could not run", str(e)
+                return
+            for c in members:
+                if time.monotonic() >= until:
+                    c.status, c.reason = "not measured", "the budget ran out before it compiled"
+                    continue
+                self.clock.report(base + span * done[0] / total, f"compiling {c.config.label}")
+                try:
+                    self._prepare(worker, c, until + 0.25 * self.clock.budget_s)
+                except workers.WorkerError as e:
+                    for other in members:
+                        if other.status in ("pending", "ready"):
+                            other.status, other.reason = "could not run", str(e)
+                    return
+                done[0] += 1
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=2) as ex:
+            futures = [ex.submit(work, n, r, m) for (n, r), m in groups.items()]
+            try:
+                for f in futures:
+                    f.result()
+            except BaseException:  # Ctrl-C: stop the workers, so the threads waiting on them end
+                self.pool.close()
+                raise
+
+    # --- phase 2: screen ----------------------------------------------------------------------
+
+    def _score(self, c: _Candidate, times: str) -> float:
+        """Median per-round time ratio to the reference (lower is faster); inf without pairs."""
+        if self.reference is None or self.reference.entrant is None:
+            values = list(getattr(c, times).values())
+            return float(sorted(values)[len(values) // 2]) if values else math.inf
+        r = stats.ratio(getattr(self.reference, times), getattr(c, times))
+        return r.median if r.rounds else math.inf
+
+    def _screen(self, ready: list, until: float) -> None:
+        live = [c for c in ready if c.entrant is not None]
+        rounds = 0
+        while len(live) > FINALISTS + 1 and time.monotonic() < until:
+            n = race.run_rounds(
+                [c.entrant for c in live], SCREEN_RUNG, first_round=rounds, seed=1, deadline=until
+            )
+            rounds += n
+            for c in live:
+                c.screen = dict(c.entrant.times)
+                if c.entrant.error:
+                    c.status, c.reason = "could not run", c.entrant.error
+            live = [c for c in live if c.status == "ready"]
+            self.clock.report(0.45 + 0.2 * min(1, rounds / 12), f"screening round {rounds}")
+            if n < SCREEN_RUNG:
+                break
+            scores = {id(c): self._score(c, "screen") for c in live}
+            best = min(scores.values())
+            keep = sorted(live, key=lambda c: scores[id(c)])
+            # Halve, but never below the finalists, and never drop the reference.
+            cut = max(FINALISTS + 1, math.ceil(len(keep) / 2))
+            for c in keep[cut:]:
+                if c is not self.reference:
+                    c.status = "screened out"
+                    c.reason = (
+                        f"{scores[id(c)] / best:.2f}x the best time after {rounds} screening rounds"
+                    )
+            live = [c for c in live if c.status == "ready"]
+
+    # --- phase 3: final -----------------------------------------------------------------------
+
+    def run(self, use_cache: bool) -> PickResult:
+        clock = self.clock
+        self._refuse_statically()
+        pending = [c for c in self.candidates if c.status == "pending"]
+        many = len(pending) > FINALISTS + 1
+        clock.report(0.0, "starting workers")
+        if many:
+            self._compile_all(pending, per_process=False, until=clock.at(0.40), base=0.0, span=0.40)
+            ready = [c for c in self.candidates if c.status == "ready"]
+            if not ready:
+                raise self._nothing_ran()
+            self._screen(ready, until=clock.at(0.60))
+            ranked = sorted(
+                (c for c in self.candidates if c.status == "ready"),
+                key=lambda c: self._score(c, "screen"),
+            )
+            finalists = [c for c in ranked if c is not self.reference and not c.anchor]
+            finalists = finalists[:FINALISTS]
+            for c in ranked:
+                if c not in finalists and c is not self.reference:
+                    c.status, c.reason = "screened out", "not among the fastest screened"
+            self.pool.close()  # screening workers go; finalists get fresh processes
+            finals = finalists + ([self.reference] if self.reference else [])
+            for c in finals:
+                c.status, c.entrant = "pending", None
+            self._compile_all(finals, per_process=True, until=clock.at(0.75), base=0.65, span=0.1)
+        else:
+            self._compile_all(pending, per_process=True, until=clock.at(0.6), base=0.0, span=0.6)
+        finals = [c for c in self.candidates if c.status == "ready"]
+        if not finals:
+            raise self._nothing_ran()
+        verify_reserve = 2.5 * max(c.compile_s or 0 for c in finals) + 5
+        until = max(time.monotonic() + 1, clock.start + clock.budget_s - verify_reserve)
+        per_round = sum(c.entrant.call_s * c.entrant.calls for c in finals) + 0.01 * len(finals)
+        rounds = max(stats.MIN_ROUNDS, min(60, int((until - time.monotonic()) / per_round)))
+        base = clock.elapsed() / clock.budget_s
+
+        def after(r):
+            clock.report(
+                min(0.95, base + (0.9 - base) * (r + 1) / rounds), f"final round {r + 1}/{rounds}"
+            )
+
+        race.run_rounds(
+            [c.entrant for c in finals], rounds, seed=2, deadline=until, after_round=after
+        )
+        for c in finals:
+            c.final = dict(c.entrant.times)
+            if c.entrant.error:
+                c.status, c.reason = "could not run", c.entrant.error
+        result = self._decide_and_verify([c for c in finals if c.status == "ready"])
+        clock.report(1.0, "done")
+        if use_cache and not result.provisional and result.winner is not None:
+            cache.store(result.key, result.to_json())
+        return result
+
+    def _nothing_ran(self) -> PickError:
+        reasons = "; ".join(f"{c.config.label}: {c.reason}" for c in self.candidates if c.reason)
+        return PickError(f"No candidate could run on {self.workload.device}. {reasons}")
+
+    def _decide_and_verify(self, finals: list) -> PickResult:
+        verification = None
+        remaining = [c for c in finals if not c.anchor]
+        if not remaining:
+            raise self._nothing_ran()
+        decision = None
+        while remaining:
+            samples = {c.config.label: c.final for c in remaining}
+            order = {c.config.label: self._score(c, "final") for c in remaining}
+            decision = stats.decide(
+                samples,
+                order=order,
+                complexity={c.config.label: complexity(c.config) for c in remaining},
+                margin=TIE_MARGIN,
+            )
+            winner = next(c for c in remaining if c.config.label == decision.winner)
+            self.clock.report(0.96, f"verifying {winner.config.label}")
+            try:
+                verification = winner.entrant.worker.call(
+                    "verify", max(120.0, self.clock.left() + 60), key=winner.entrant.key
+                )
+            except (workers.WorkerError, workers.RequestFailed) as e:
+                verification = {"passed": False, "checks": {}, "text": f"could not verify: {e}"}
+            if verification["passed"]:
+                winner.status = "winner"
+                break
+            winner.status, winner.reason = "disqualified", verification["text"]
+            remaining.remove(winner)
+            decision = None
+        for c in finals:
+            if c.status == "ready":
+                c.status = "reference" if c.anchor else "finalist"
+        return self._result(decision, verification)
+
+    def _ranked(self, c: _Candidate) -> Ranked:
+        times = c.final or c.screen
+        row = Ranked(
+            config=c.config.to_json(),
+            label=c.config.label,
+            status=c.status,
+            compile_s=None if c.compile_s is None else round(c.compile_s, 3),
+            reason=c.reason,
+            detail=c.detail or None,
+            layout=c.layout,
+        )
+        if times:
+            t = stats.throughput(list(times.values()), self.workload.batch_size * c.config.replicas)
+            row.images_per_sec = round(t["images_per_sec"], 2)
+            row.q1_images_per_sec = round(t["q1_images_per_sec"], 2)
+            row.q3_images_per_sec = round(t["q3_images_per_sec"], 2)
+            row.rounds = t["rounds"]
+            ref = self.reference
+            ref_times = (ref.final if c.final else ref.screen) if ref else {}
+            if ref_times:
+                r = stats.ratio(ref_times, times)
+                if r.rounds:
+                    s = r.speedup()
+                    row.speedup = round(s[0], 3)
+                    row.speedup_ci = [round(s[1], 3), round(s[2], 3)] if r.decided else None
+        return row
+
+    def _result(self, decision, verification) -> PickResult:
+        # Final-round figures first (each candidate alone in its process), fastest first; then the
+        # screened out (screening rounds, several candidates per process); then the rest.
+        order = {"winner": 0, "finalist": 0, "reference": 0, "screened out": 1, "disqualified": 2}
+        rows = [self._ranked(c) for c in self.candidates]
+        rows.sort(key=lambda r: (order.get(r.status, 3), -(r.images_per_sec or 0)))
+        winner = next((c for c in self.candidates if c.status == "winner"), None)
+        machine = {**cpu.describe(), "device": self.workload.device}
+        key = make_key(self.workload, self.configs)
+        speedup = None
+        if winner is not None:
+            w = next(r for r in rows if r.status == "winner")
+            if w.speedup is not None:
+                speedup = [w.speedup, *(w.speedup_ci or [None, None])]
+        text = decision.text if decision else "every finalist failed its verification"
+        return PickResult(
+            workload=self.workload.to_json(),
+            key=key,
+            ranking=rows,
+            winner=None if winner is None else winner.config.to_json(),
+            decision=text,
+            clearly_ahead=bool(decision and decision.clearly_ahead),
+            provisional=bool(decision is None or decision.provisional),
+            speedup=speedup,
+            apply=how_to_apply(winner.config, self.workload) if winner else {},
+            verification=verification,
+            machine={**machine, **self.versions},
+            measured_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            elapsed_s=round(self.clock.elapsed(), 1),
+            notes=self.notes,
+        )
+
+
+def pick_from_benchmarks(path, device=None, **options) -> PickResult:
+    """Pick from a saved `pytest bench/` run (`--benchmark-json=FILE`) instead of measuring.
+
+    Each configuration there was interleaved with the reference, not with the others, so the
+    winner is the largest paired speedup over the reference, clearly ahead only if its interval
+    lies above the runner-up's by more than TIE_MARGIN; nothing is verified or cached.
+    """
+    from blocks.measure import report
+
+    run = report.load(path)
+    wanted, configs, _ = plan(device, **options)  # checks every option
+    restricted = any(options.get(k) for k in ("variants", "executions", "runtimes"))
+    mode, batch = options.get("mode", "inference"), options.get("batch_size", 64)
+    policy, arch = options.get("dtype_policy", "float32"), options.get("arch", "seed")
+    size = options.get("image_size")
+    rows, groups = [], set()
+    for row in run.rows:
+        info = row["extra_info"]
+        w = Workload.from_json(info["workload"])
         groups.add(row["group"])
-        if (
-            info["mode"] != mode
-            or info["batch_size"] != batch_size
-            or info["dtype_policy"] != dtype_policy
-            or info["arch"] != arch
-            or (device and info["device"] != device)
-            or (size and info["image_size"] != size)
-            or info["variant"].endswith("[eager]")
-            or (names and info["variant"] not in names)
-        ):
+        if (w.mode, w.batch_size, w.dtype_policy, w.arch) != (mode, batch, policy, arch):
             continue
-        found[info["variant"]] = row
-    if not found:
+        if (size and w.size != size) or (device and w.device != wanted.device):
+            continue
+        if info.get("speedup_vs_reference") is None:
+            continue
+        if restricted and Config.from_json(info["config"]) not in configs:
+            continue
+        rows.append(row)
+    if not rows:
         raise ValueError(
-            f"No benchmark in {os.fspath(path)!r} matches mode={mode!r}, batch_size={batch_size}, "
-            f"dtype_policy={dtype_policy!r}, arch={arch!r}"
-            + (f", device={device!r}" if device else "")
+            f"No benchmark in {os.fspath(path)!r} matches mode={mode!r}, batch_size={batch}, "
+            f"dtype_policy={policy!r}, arch={arch!r}"
             + (f", image size {size}" if size else "")
             + f". Groups in the file: {sorted(groups)}"
         )
-    first = next(iter(found.values()))["extra_info"]
-    if (
-        len({(r["extra_info"]["device"], r["extra_info"]["image_size"]) for r in found.values()})
-        > 1
-    ):
+    if len({r["group"] for r in rows}) > 1:
         raise ValueError(
             "Several devices or image sizes match; choose one with --device / --image-size. "
-            f"Groups: {sorted({r['group'] for r in found.values()})}"
+            f"Groups: {sorted({r['group'] for r in rows})}"
         )
-    raw = all(r["stats"].get("data") for r in found.values())
-    timings = {v: (r["stats"]["data"] if raw else r["stats"]) for v, r in found.items()}
-    complexity = {v: VARIANTS[v].complexity for v in timings if v in VARIANTS}
-    winner, fastest, clear, ci, decision = decide(
-        timings, complexity=complexity, ci=None if raw else notch_ratio_ci
-    )
-    ref = found.get(DEFAULT_VARIANT)
-    ranking = []
-    for v, r in sorted(found.items(), key=lambda item: item[1]["stats"]["median"]):
-        st = r["stats"]
-        ranking.append(
+    rows.sort(key=lambda r: -r["extra_info"]["speedup_vs_reference"])
+    ranked = []
+    for r in rows:
+        info = r["extra_info"]
+        med, lo, hi = report._ips_spread(r)
+        ranked.append(
             Ranked(
-                variant=v,
-                images_per_sec=round(batch_size / st["median"], 2),
-                q1_images_per_sec=round(batch_size / st["q3"], 2),
-                q3_images_per_sec=round(batch_size / st["q1"], 2),
-                speedup_vs_subclassed=round(ref["stats"]["median"] / st["median"], 3)
-                if ref
-                else None,
-                rounds=st["rounds"],
-                compile_s=r["extra_info"].get("compile_s"),
+                config=info["config"],
+                label=info["label"],
+                status="finalist",
+                images_per_sec=round(med, 2),
+                q1_images_per_sec=round(lo, 2),
+                q3_images_per_sec=round(hi, 2),
+                speedup=info["speedup_vs_reference"],
+                speedup_ci=info.get("speedup_ci"),
+                rounds=r["stats"]["rounds"],
+                compile_s=info.get("compile_s"),
+                layout=info.get("layout"),
             )
         )
-    key = {
-        "device": {"name": first.get("device_name"), "kind": first["device"].split(":")[0]},
-        "tf": first.get("tf_version"),
-        "keras": first.get("keras_version"),
-        "arch": arch,
-        "input_shape": [first["image_size"], first["image_size"], 3],
-        "batch_size": batch_size,
-        "mode": mode,
-        "dtype_policy": dtype_policy,
-        "variants": sorted(found),
-    }
+    best = ranked[0]
+    clear = False
+    text = f"{best.label} is the only configuration in the file"
+    if len(ranked) > 1:
+        second = ranked[1]
+        if best.speedup_ci and second.speedup_ci:
+            clear = best.speedup_ci[0] > second.speedup_ci[1] * (1 + TIE_MARGIN)
+        text = (
+            f"{best.label}: {best.speedup:.2f}x the reference against {second.label}'s "
+            f"{second.speedup:.2f}x; "
+            + (
+                "clearly ahead (their intervals do not overlap)"
+                if clear
+                else "not clearly ahead (configurations of a saved run were paired with the "
+                "reference, not with each other)"
+            )
+        )
+    best.status = "winner"
+    w = Workload.from_json(rows[0]["extra_info"]["workload"])
+    header = run.header
     return PickResult(
-        key=key,
-        ranking=ranking,
-        winner=winner,
-        fastest=fastest,
+        workload=w.to_json(),
+        key={},
+        ranking=ranked,
+        winner=best.config,
+        decision=text,
         clearly_ahead=clear,
-        ratio_ci=ci,
-        decision=decision + ("" if raw else " (from medians and IQRs)"),
-        measured_at=str(first.get("datetime", "")) or "saved run",
+        provisional=False,
+        speedup=[best.speedup, *(best.speedup_ci or [None, None])],
+        apply=how_to_apply(Config.from_json(best.config), w),
+        verification=None,
+        machine={**header.get("machine", {}), "tf": header.get("tf"), "keras": header.get("keras")},
+        measured_at=header.get("recorded") or "unknown date",
         source=f"file {os.fspath(path)}",
     )

@@ -1,72 +1,175 @@
-"""Reading benchmark results: speedups within each group, tables, and a bar chart.
+"""Reading benchmark runs: tables and charts of one run, or of several (one column per TF version).
 
-Works on pytest-benchmark's JSON (`--benchmark-json`, `--benchmark-autosave`) and on the live
-session (the benchmarks' terminal summary), so both show the same numbers.
+Works on pytest-benchmark's JSON (`pytest bench/ --benchmark-json=FILE`, or `--benchmark-autosave`)
+as `pytest bench/` writes it: each benchmark's `extra_info` holds its workload, configuration,
+images/s, the speedup over the reference from paired rounds, and the per-round times; the run's
+`resnet_blocks` header holds the machine, versions, ceilings and the configurations that could not
+run. Runs of different processes are not interleaved, so comparisons across runs are also shown
+normalised by each run's matmul ceiling, and a change is flagged only where it exceeds both runs'
+spread raw and normalised. Runs of different machines are reported apart, never averaged.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
+import glob
 import json
 import os
+import platform
 import textwrap
 from collections import OrderedDict
+from typing import Optional
 
-REFERENCE = "subclassed"
+from blocks import cpu
+
+REFERENCE_LABEL = "subclassed · graph · default"
 
 
-def load(path) -> list:
-    """The benchmark rows of a pytest-benchmark JSON file."""
+def run_header(not_run=(), ceilings=None) -> dict:
+    """What a benchmark run records about itself (see bench/conftest.py)."""
+    from blocks import _compat
+
+    return {
+        "machine": cpu.describe(),
+        "tf": _compat.TF_VERSION,
+        "keras": _compat.KERAS_VERSION,
+        "python": platform.python_version(),
+        "onednn_default": cpu.onednn_on_by_default(),
+        "recorded": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "ceilings": ceilings or {},
+        "not_run": list(not_run),
+    }
+
+
+@dataclasses.dataclass
+class Run:
+    path: str
+    header: dict
+    rows: list  # benchmark dicts of configurations (extra_info has "config")
+
+    @property
+    def machine(self) -> str:
+        m = self.header.get("machine", {})
+        return f"{m.get('cpu', 'unknown CPU')} ({m.get('simd', '?')})"
+
+    @property
+    def version(self) -> str:
+        return f"TF {self.header.get('tf', '?')} / Keras {self.header.get('keras', '?')}"
+
+    @property
+    def tf_tuple(self) -> tuple:
+        from blocks._compat import version_tuple
+
+        return version_tuple(self.header.get("tf", "0"))
+
+    def groups(self) -> "OrderedDict[str, list]":
+        """Configuration rows by workload group, fastest first."""
+        out: OrderedDict = OrderedDict()
+        for row in self.rows:
+            out.setdefault(row["group"], []).append(row)
+        for members in out.values():
+            members.sort(key=lambda r: -r["extra_info"]["images_per_sec"])
+        return out
+
+    def not_run(self, group: str) -> list:
+        return [n for n in self.header.get("not_run", []) if n.get("group") == group]
+
+
+def _invalid(path, why: str) -> ValueError:
+    return ValueError(
+        f"Invalid results file {os.fspath(path)!r}: {why}; expected the output of "
+        "pytest bench/ --benchmark-json=FILE."
+    )
+
+
+def load(path) -> Run:
+    """One run from a pytest-benchmark JSON file."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(f"{path!r} is a directory; give the run files in it, or use load_runs.")
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
     except FileNotFoundError:
-        raise FileNotFoundError(f"No benchmark results at {os.fspath(path)!r}.") from None
+        raise FileNotFoundError(f"No benchmark results at {path!r}.") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(
-            f"Invalid results file {os.fspath(path)!r}: not JSON ({e}); expected the output of "
-            "pytest bench/ --benchmark-json=FILE."
-        ) from None
+        raise _invalid(path, f"not JSON ({e})") from None
     if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
-        raise ValueError(
-            f"Invalid results file {os.fspath(path)!r}: no 'benchmarks' list; expected the output "
-            "of pytest bench/ --benchmark-json=FILE."
-        )
-    return data["benchmarks"]
+        raise _invalid(path, "no 'benchmarks' list")
+    rows = [
+        b
+        for b in data["benchmarks"]
+        if isinstance(b, dict) and "config" in b.get("extra_info", {}) and b.get("stats")
+    ]
+    header = data.get("resnet_blocks") or {}
+    if not rows and not header:
+        raise _invalid(path, "no ResNet benchmarks of this project in it")
+    return Run(path, header, rows)
 
 
-def _is_model_row(row) -> bool:
-    info = row.get("extra_info", {})
-    return "variant" in info and row.get("stats")
+def load_runs(paths) -> list:
+    """Runs from files, or from every *.json file in each directory given."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    files = []
+    for p in paths:
+        p = os.fspath(p)
+        if os.path.isdir(p):
+            found = sorted(glob.glob(os.path.join(p, "*.json")))
+            if not found:
+                raise ValueError(f"{p!r} is a directory with no .json benchmark runs in it.")
+            files.extend(found)
+        else:
+            files.append(p)
+    runs = [load(f) for f in files]
+    return sorted(runs, key=lambda r: (r.machine, r.tf_tuple, r.header.get("keras", "")))
 
 
-def groups(rows) -> "OrderedDict[str, list]":
-    """Model rows by group, in first-seen order, fastest first within each group."""
-    out: OrderedDict = OrderedDict()
-    for row in rows:
-        if _is_model_row(row):
-            out.setdefault(row["group"], []).append(row)
-    for members in out.values():
-        members.sort(key=lambda r: r["stats"]["median"])
-    return out
+def default_chart_path(paths) -> str:
+    first = os.fspath(paths[0] if isinstance(paths, (list, tuple)) else paths)
+    if os.path.isdir(first):
+        return os.path.join(first, "report.png")
+    return os.path.splitext(first)[0] + ".png"
 
 
-def annotate(rows) -> None:
-    """Add `images_per_sec`, `speedup_vs_subclassed` (ratio of medians) to every model row."""
-    for members in groups(rows).values():
-        ref = next((r for r in members if r["extra_info"]["variant"] == REFERENCE), None)
-        for r in members:
-            info = r["extra_info"]
-            info["images_per_sec"] = round(info["batch_size"] / r["stats"]["median"], 2)
-            if ref is not None:
-                info["speedup_vs_subclassed"] = round(
-                    ref["stats"]["median"] / r["stats"]["median"], 3
-                )
+# --- one run ------------------------------------------------------------------------------------
 
 
 def _ips_spread(row) -> tuple:
     """(median, q1, q3) in images/s: the time quartiles turned into throughput."""
-    s, batch = row["stats"], row["extra_info"]["batch_size"]
-    return batch / s["median"], batch / s["q3"], batch / s["q1"]
+    s, info = row["stats"], row["extra_info"]
+    images = info["workload"]["batch_size"] * info["config"].get("replicas", 1)
+    return images / s["median"], images / s["q3"], images / s["q1"]
+
+
+def _speedup(info) -> str:
+    if info.get("speedup_vs_reference") is None:
+        return "-"
+    text = f"{info['speedup_vs_reference']:.2f}x"
+    ci = info.get("speedup_ci")
+    return text + (f" ({ci[0]:.2f}-{ci[1]:.2f})" if ci else "")
+
+
+def _layout(info) -> str:
+    """The audit in a few characters: transposes, fused/all convs, XLA clusters."""
+    layout = info.get("layout")
+    if info["config"]["execution"] == "xla":
+        return "XLA step"
+    if not layout:
+        return "-"
+    convs = layout["fused_convs"] + layout["unfused_convs"]
+    text = f"T{layout['transposes']} F{layout['fused_convs']}/{convs}"
+    return text + (f" X{layout['xla_clusters']}" if layout.get("xla_clusters") else "")
+
+
+HEADER = ["configuration", "img/s", "IQR img/s", "speedup (95% CI)", "eff.", "compile s", "rounds"]
+LEGEND = (
+    "speedup: over subclassed · graph · default, from rounds interleaved with it in the same "
+    "benchmark (median of per-round ratios, sign-test 95% CI); eff.: GFLOP/s over the run's "
+    "matmul ceiling; layout: T = Transpose ops, F = fused/all Conv2D ops, X = XLA clusters in the "
+    "graph TF ran"
+)
 
 
 def _cells(row) -> list:
@@ -74,54 +177,39 @@ def _cells(row) -> list:
     med, lo, hi = _ips_spread(row)
     eff = info.get("efficiency")
     return [
-        info["variant"],
+        info["label"],
         f"{med:,.1f}",
         f"{lo:,.1f}-{hi:,.1f}",
-        f"{info['speedup_vs_subclassed']:.2f}x" if "speedup_vs_subclassed" in info else "-",
+        _speedup(info),
         f"{100 * eff:.0f}%" if eff is not None else "-",
         f"{info['compile_s']:.1f}",
         str(row["stats"]["rounds"]),
-        _layout(info),
     ]
 
 
-def _layout(info) -> str:
-    """The audit in a few characters: transposes, fused/all convs, XLA clusters."""
-    if "transposes" not in info:
-        return "-"
-    convs = info["fused_convs"] + info["unfused_convs"]
-    text = f"T{info['transposes']} F{info['fused_convs']}/{convs}"
-    return text + (f" X{info['xla_clusters']}" if info.get("xla_clusters") else "")
-
-
-HEADER = ["variant", "img/s", "IQR img/s", "speedup", "eff.", "compile s", "rounds", "layout"]
-LEGEND = (
-    "layout: T = Transpose ops, F = fused/all Conv2D ops, X = XLA clusters, in the graph TF ran "
-    "after Grappler (a cluster's own ops are XLA's)"
-)
-
-
-def markdown(rows) -> str:
-    """A Markdown table per group: variant, img/s median with IQR, speedup, efficiency, compile."""
-    parts = []
-    for group, members in groups(rows).items():
+def _single(run: Run) -> list:
+    parts = [f"{run.machine}, {run.version}\n"]
+    for group, members in run.groups().items():
         ceiling = members[0]["extra_info"].get("ceiling_gflops_per_sec")
-        note = f" (ceiling {ceiling:.0f} GFLOP/s)" if ceiling else ""
+        note = f" (matmul ceiling {ceiling:.0f} GFLOP/s)" if ceiling else ""
         parts.append(f"**{group}**{note}\n")
-        parts.append("| " + " | ".join(HEADER) + " |")
-        parts.append("|" + "|".join(["---"] + ["---:"] * (len(HEADER) - 1)) + "|")
+        header = HEADER + ["layout"]
+        parts.append("| " + " | ".join(header) + " |")
+        parts.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
         for r in members:
-            parts.append("| " + " | ".join(_cells(r)) + " |")
+            parts.append("| " + " | ".join(_cells(r) + [_layout(r["extra_info"])]) + " |")
+        for n in run.not_run(group):
+            parts.append(f"\nnot run: {n['label']}: {n['reason']}")
         parts.append("")
-    if parts:
-        parts.append(LEGEND + "\n")
-    return "\n".join(parts)
+    parts.append(LEGEND + "\n")
+    return parts
 
 
 def text_tables(rows, width: int = 100) -> list:
-    """The same tables as aligned text lines, no wider than `width`."""
+    """A live session's tables as aligned text lines, no wider than `width`."""
+    run = Run("", {}, [r for r in rows if "config" in r.get("extra_info", {})])
     lines = []
-    for group, members in groups(rows).items():
+    for group, members in run.groups().items():
         lines.append(group[:width])
         table = [HEADER] + [_cells(r) for r in members]
         widths = [max(len(row[i]) for row in table) for i in range(len(HEADER))]
@@ -134,8 +222,119 @@ def text_tables(rows, width: int = 100) -> list:
     return lines
 
 
-def plot(rows, path) -> str:
-    """Bar chart of img/s per group (error bars: IQR) written to `path` as PNG."""
+# --- several runs: one column per TF version ----------------------------------------------------
+
+
+def _spread(row) -> float:
+    """Relative spread of a row's throughput: IQR / median."""
+    med, lo, hi = _ips_spread(row)
+    return (hi - lo) / med
+
+
+def _norm(row) -> Optional[float]:
+    ceiling = row["extra_info"].get("ceiling_gflops_per_sec")
+    return None if not ceiling else _ips_spread(row)[0] / ceiling
+
+
+def compare(base: dict, other: dict) -> dict:
+    """How `other` (a row of another run) differs from `base`: raw and ceiling-normalised ratios,
+    and whether the change is real: beyond both runs' spread, raw and normalised alike."""
+    raw = _ips_spread(other)[0] / _ips_spread(base)[0]
+    nb, no = _norm(base), _norm(other)
+    normalised = None if nb is None or no is None else no / nb
+    noise = max(_spread(base), _spread(other))
+    real = abs(raw - 1) > noise and (
+        normalised is None or (abs(normalised - 1) > noise and (normalised > 1) == (raw > 1))
+    )
+    return {"raw": raw, "normalised": normalised, "noise": noise, "real": real}
+
+
+def by_machine(runs: list) -> "OrderedDict[str, list]":
+    out: OrderedDict = OrderedDict()
+    for run in runs:
+        out.setdefault(run.machine, []).append(run)
+    return out
+
+
+def _column(run: Run) -> str:
+    keras = run.header.get("keras", "?").split(".")[0]
+    return f"TF {run.header.get('tf', '?')} K{keras}"
+
+
+def _across(runs: list, baseline: Optional[str]) -> list:
+    if baseline is not None:
+        base = next((r for r in runs if r.header.get("tf", "").startswith(baseline)), None)
+        if base is None:
+            raise ValueError(
+                f"Unknown baseline. Expected one of {[r.header.get('tf') for r in runs]}; "
+                f"Received: baseline={baseline!r}"
+            )
+    else:
+        base = runs[0]
+    parts = [
+        f"{runs[0].machine}: images/s [normalised by the run's matmul ceiling, img/s per GFLOP/s]"
+        f", and the ratio to {_column(base)}; ! marks a change beyond both runs' spread, raw and "
+        "normalised\n"
+    ]
+    groups: OrderedDict = OrderedDict()
+    for i, run in enumerate(runs):
+        for group, members in run.groups().items():
+            for row in members:
+                groups.setdefault(group, OrderedDict()).setdefault(row["extra_info"]["label"], {})[
+                    i
+                ] = row
+    for group, configs in groups.items():
+        parts.append(f"**{group}**\n")
+        parts.append("| configuration | " + " | ".join(_column(r) for r in runs) + " |")
+        parts.append("|---|" + "---:|" * len(runs))
+        for label, cells in configs.items():
+            base_row = cells.get(runs.index(base))
+            out = []
+            for i in range(len(runs)):
+                row = cells.get(i)
+                if row is None:
+                    out.append("-")
+                    continue
+                med = _ips_spread(row)[0]
+                norm = _norm(row)
+                text = f"{med:,.1f}" + (f" [{norm:.2f}]" if norm is not None else "")
+                if base_row is not None and row is not base_row:
+                    c = compare(base_row, row)
+                    text += f" {c['raw']:.2f}x" + ("!" if c["real"] else "")
+                out.append(text)
+            parts.append(f"| {label} | " + " | ".join(out) + " |")
+        parts.append("")
+    return parts
+
+
+def markdown(runs: list, baseline: Optional[str] = None) -> str:
+    """Markdown: one run's tables per workload, or (several runs) one table per workload with a
+    column per TF version, for each machine apart."""
+    if not runs:
+        raise ValueError("No benchmark runs to report.")
+    parts = []
+    machines = by_machine(runs)
+    if len(machines) > 1:
+        parts.append(
+            f"Runs from {len(machines)} machines, reported apart (never averaged): "
+            + "; ".join(f"{m} ({len(rs)} runs)" for m, rs in machines.items())
+            + "\n"
+        )
+    for machine_runs in machines.values():
+        if len(machine_runs) == 1:
+            parts.extend(_single(machine_runs[0]))
+        else:
+            parts.extend(_across(machine_runs, baseline))
+    return "\n".join(parts)
+
+
+# --- charts ---------------------------------------------------------------------------------------
+
+
+def plot(runs: list, path) -> str:
+    """A PNG bar chart: per workload, images/s of each configuration (values on the bars; the
+    reference marked), one bar per run where there are several; CPU and versions in the titles;
+    configurations that could not run listed under the chart."""
     try:
         import matplotlib
 
@@ -143,26 +342,70 @@ def plot(rows, path) -> str:
         import matplotlib.pyplot as plt
     except ImportError as e:
         raise RuntimeError("The chart needs matplotlib: pip install matplotlib") from e
-    grouped = groups(rows)
-    if not grouped:
+    panels = []  # (title, [(label, [values per run]), ...], run labels, not run lines)
+    for machine, machine_runs in by_machine(runs).items():
+        groups: OrderedDict = OrderedDict()
+        for i, run in enumerate(machine_runs):
+            for group, members in run.groups().items():
+                for row in members:
+                    label = row["extra_info"]["label"]
+                    groups.setdefault(group, OrderedDict()).setdefault(label, {})[i] = row
+        for group, configs in groups.items():
+            not_run = [n for run in machine_runs for n in run.not_run(group)]
+            versions = ", ".join(r.version for r in machine_runs)
+            panels.append((f"{group} - {machine}, {versions}", configs, machine_runs, not_run))
+    if not panels:
         raise ValueError("No model benchmarks in the results: nothing to plot.")
-    n = len(grouped)
+    heights = [1.0 + 0.28 * len(c) * len(rs) + 0.18 * len(n) for _, c, rs, n in panels]
     fig, axes = plt.subplots(
-        n,
+        len(panels),
         1,
-        figsize=(9, 1.2 + 0.45 * sum(len(m) for m in grouped.values()) + 0.6 * n),
+        figsize=(10, sum(heights) + 0.5),
         squeeze=False,
+        gridspec_kw={"height_ratios": heights},
     )
-    for ax, (group, members) in zip(axes[:, 0], grouped.items()):
-        names = [r["extra_info"]["variant"] for r in members][::-1]
-        spread = [_ips_spread(r) for r in members][::-1]
-        med = [m for m, _, _ in spread]
-        err = [[m - lo for m, lo, _ in spread], [hi - m for m, _, hi in spread]]
-        colors = ["#999999" if nm == REFERENCE else "#3b75af" for nm in names]
-        ax.barh(names, med, xerr=err, color=colors, capsize=3)
-        ax.set_title(group, fontsize=9, loc="left")
-        ax.set_xlabel("images / s (median, IQR)", fontsize=8)
-        ax.tick_params(labelsize=8)
+    colors = ["#3b75af", "#e1812c", "#3a923a", "#c03d3e", "#9372b2", "#845b53", "#d684bd"]
+    for ax, (title, configs, machine_runs, not_run) in zip(axes[:, 0], panels):
+        labels = list(configs)[::-1]
+        n = len(machine_runs)
+        bar = 0.8 / n
+        for j, run in enumerate(machine_runs):
+            ys = [i + (j - (n - 1) / 2) * bar for i in range(len(labels))]
+            values = [_ips_spread(configs[lb][j])[0] if j in configs[lb] else 0 for lb in labels]
+            shades = [
+                "#999999" if lb == REFERENCE_LABEL and n == 1 else colors[j % len(colors)]
+                for lb in labels
+            ]
+            bars = ax.barh(ys, values, height=bar, color=shades, label=_column(run))
+            for b, v in zip(bars, values):
+                if v:
+                    ax.text(
+                        v, b.get_y() + b.get_height() / 2, f" {v:,.1f}", va="center", fontsize=7
+                    )
+        ax.set_yticks(range(len(labels)))
+        ax.set_yticklabels(
+            [f"{lb}  (reference)" if lb == REFERENCE_LABEL else lb for lb in labels], fontsize=7
+        )
+        ax.set_title(title, fontsize=8, loc="left")
+        ax.set_xlabel("images / s (median)", fontsize=8)
+        ax.tick_params(axis="x", labelsize=7)
+        ax.margins(x=0.15)
+        if n > 1:
+            ax.legend(fontsize=7, loc="lower right")
+        else:
+            from matplotlib.patches import Patch
+
+            ax.legend(
+                handles=[
+                    Patch(color="#999999", label=f"reference: {REFERENCE_LABEL}"),
+                    Patch(color=colors[0], label="configuration"),
+                ],
+                fontsize=7,
+                loc="lower right",
+            )
+        if not_run:
+            text = "\n".join(f"not run: {x['label']}: {x['reason']}"[:140] for x in not_run)
+            ax.text(0, -0.22, text, transform=ax.transAxes, fontsize=6, va="top")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

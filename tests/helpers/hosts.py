@@ -12,21 +12,19 @@ from __future__ import annotations
 
 from typing import Optional
 
-from blocks import kernels
-from blocks.measure import host
+from blocks import cpu
 
 
 def onednn_on_here() -> bool:
-    setting = kernels.onednn_setting()
-    return setting == "on" or (setting == "default" and host.onednn_on_by_default())
+    return cpu.onednn_on()
 
 
 def avx2_only() -> bool:
-    flags = host.cpu_flags()
-    return host.is_x86_64() and "avx2" in flags and "avx512f" not in flags
+    flags = cpu.cpu_flags()
+    return cpu.is_x86_64() and "avx2" in flags and "avx512f" not in flags
 
 
-NCHW_ELSEWHERE = host.is_x86_64() and not onednn_on_here()
+NCHW_ELSEWHERE = cpu.is_x86_64() and not onednn_on_here()
 NCHW_ELSEWHERE_REASON = (
     "nchw: oneDNN is off in this process (TF_ENABLE_ONEDNN_OPTS or TensorFlow's default for this "
     "CPU); its tests run in test_nchw.py's process with TF_ENABLE_ONEDNN_OPTS=1"
@@ -38,10 +36,10 @@ def nchw_dtype_reason(compute_dtype: str) -> Optional[str]:
 
     oneDNN computes bfloat16 only with AVX512_BF16 or AMX, float16 only with AVX512_FP16.
     """
-    if not host.is_x86_64():
+    if not cpu.is_x86_64():
         return None
-    flags = host.cpu_flags()
-    if compute_dtype == "bfloat16" and not set(host.BF16_FLAGS) & flags:
+    flags = cpu.cpu_flags()
+    if compute_dtype == "bfloat16" and not set(cpu.BF16_FLAGS) & flags:
         return "nchw bfloat16: oneDNN has no bfloat16 convolution without AVX512_BF16 or AMX"
     if compute_dtype == "float16" and "avx512_fp16" not in flags:
         return "nchw float16: oneDNN has no float16 convolution without AVX512_FP16"

@@ -11,14 +11,17 @@ import dataclasses
 
 import numpy as np
 
-# Against the float64 reference (the project's own, or the NumPy one), per dtype policy:
-# float32: blocks and outputs measure ~1e-7-1e-6; gradients of a whole 18-layer network up to
-#   1.1e-5 (nchw, imagenet arch, oneDNN on an AMX Xeon, TF 2.21), so gradients get GRADIENT_FACTOR.
-# mixed_bfloat16: bfloat16 keeps 8 significant bits (eps 2**-8 = 3.9e-3); variants round
-#   intermediates at different points, so a few eps accumulate over a network (measured <= 1.2e-2).
-# mixed_float16: 11 bits (eps 4.9e-4); measured <= 1e-3 on blocks and networks.
-TOLERANCE = {"float32": 1e-5, "mixed_bfloat16": 3e-2, "mixed_float16": 3e-3}
-GRADIENT_FACTOR = {"float32": 3.0, "mixed_bfloat16": 1.0, "mixed_float16": 1.0}
+# The tolerances against float64 (outputs per policy, gradients, mixed-precision gradients, the
+# family floor) are the ones `blocks.pick` verifies a winner with; their measured reasons are
+# stated there.
+from blocks.measure.verify import (  # noqa: E402
+    FAMILY_FLOOR,
+    GRADIENT_FACTOR,
+    MIXED_GRADIENT_TOLERANCE,
+    TOLERANCE,
+    rel_err,
+)
+
 # The float64 reference against the NumPy one: both compute in float64, in another order.
 EXACT = 1e-10
 
@@ -28,32 +31,6 @@ EXACT = 1e-10
 # DEGENERATE_FACTOR x the tolerance; the hypothesis strategies keep most cases at >= 8 values.
 DEGENERATE_BN = 8
 DEGENERATE_FACTOR = 100
-
-# Mixed-precision gradients, as one vector, against the float64 reference: the half-precision
-# activations a training-mode BN normalises turn rounding into gradient noise wherever a channel's
-# mean dwarfs its spread. Measured on 60 random blocks (BN over >= 18 values, TF 2.21): bfloat16
-# median 0.6%, 90th percentile 11%, worst 17% (hypothesis found 26%); float16 median 0.06%,
-# worst 3.4%. These bounds catch a wrong or missing gradient path, not a precision difference.
-MIXED_GRADIENT_TOLERANCE = {"mixed_bfloat16": 0.4, "mixed_float16": 0.1}
-
-# Gradients are compared against max(own norm, FAMILY_FLOOR x the largest gradient norm of the
-# model): roundoff in a gradient that cancels to (nearly) zero in exact arithmetic (a conv bias
-# feeding a batch-statistics BN) is set by the magnitudes that cancel, not by the tiny result.
-FAMILY_FLOOR = {"float32": 1e-2, "mixed_bfloat16": 1.0, "mixed_float16": 1.0}
-
-
-def rel_err(actual, desired, floor: float = 0.0) -> float:
-    a = np.asarray(actual, np.float64)
-    b = np.asarray(desired, np.float64)
-    if a.shape != b.shape:
-        raise AssertionError(f"shape {a.shape} != reference shape {b.shape}")
-    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
-        return float("inf")
-    denom = max(float(np.linalg.norm(b)), floor)
-    diff = float(np.linalg.norm(a - b))
-    if denom == 0.0:
-        return 0.0 if diff == 0.0 else float("inf")
-    return diff / denom
 
 
 def concatenated(values: dict) -> np.ndarray:

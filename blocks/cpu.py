@@ -1,7 +1,7 @@
-"""What machine this is, read without TensorFlow: the CPU's name and feature flags.
+"""The CPU, and the oneDNN switch TensorFlow decides from it, read without importing TensorFlow.
 
-The parent of the measuring workers reads these to describe a run and to predict what a runtime
-setting will do; each worker reports what TensorFlow actually did (see `runtimes`).
+The model library reads these to say why a kernel is missing; the measuring side to describe a
+run and to predict what a runtime setting does (each worker also reports what TensorFlow did).
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import platform
 
+ONEDNN_VAR = "TF_ENABLE_ONEDNN_OPTS"
 # TensorFlow's x86 wheels turn oneDNN on by default only where the CPU has one of these
 # (tensorflow/core/util/util.cc, IsMKLEnabled); elsewhere its own Eigen kernels run.
 ONEDNN_DEFAULT_FLAGS = ("avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_bf16")
@@ -48,6 +49,21 @@ def onednn_on_by_default(flags=None) -> bool:
     feature)."""
     flags = cpu_flags() if flags is None else flags
     return is_x86_64() and any(f in flags for f in ONEDNN_DEFAULT_FLAGS)
+
+
+def onednn_setting(environ=None) -> str:
+    """How TF_ENABLE_ONEDNN_OPTS is set in `environ` (default: this process): "on", "off", or
+    "default" (TensorFlow then decides from the CPU)."""
+    flag = (os.environ if environ is None else environ).get(ONEDNN_VAR)
+    if flag is None or not flag.strip():
+        return "default"
+    return "off" if flag.strip().lower() in ("0", "false", "no", "off") else "on"
+
+
+def onednn_on(environ=None) -> bool:
+    """Whether a TensorFlow process started with `environ` runs oneDNN's kernels."""
+    setting = onednn_setting(environ)
+    return setting == "on" or (setting == "default" and onednn_on_by_default())
 
 
 def simd_summary(flags=None) -> str:

@@ -1,0 +1,84 @@
+"""Record the noise of identical configurations in separate processes, for the statistics tests.
+
+    python bench/record_noise.py tests/data/noise.json [--rounds 30] [--processes 4]
+
+Starts N worker processes that each hold the same configuration (subclassed, tf.function) and
+times them in interleaved rounds, in random order within a round, for a few workloads and both
+oneDNN settings. The file keeps every per-round time with the machine and versions it came from;
+tests/test_stats.py draws synthetic races from it: the pick's rule must call identical
+configurations a tie, and find a real difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import random
+
+from blocks import cpu
+from blocks.measure import lab, runtimes
+from blocks.measure.workers import Pool
+from blocks.measure.workload import REFERENCE, Workload
+
+WORKLOADS = (Workload("inference", 64), Workload("inference", 1), Workload("train", 64))
+
+
+def record(workload: Workload, runtime: str, processes: int, rounds: int, seed: int) -> dict:
+    with Pool() as pool:
+        workers = [pool.start(f"p{i}", runtime) for i in range(processes)]
+        info = [w.hello() for w in workers][0]
+        calls = 1
+        for w in workers:
+            prepared = w.call(
+                "prepare",
+                900,
+                key="ref",
+                workload=workload.to_json(),
+                config=REFERENCE.to_json(),
+                min_sample_s=lab.MIN_SAMPLE_S,
+            )
+            calls = max(calls, prepared["calls"])
+        times = [[] for _ in workers]
+        order = list(range(processes))
+        rng = random.Random(seed)
+        for _ in range(rounds):
+            rng.shuffle(order)
+            for i in order:
+                times[i].append(workers[i].call("time", 300, key="ref", calls=calls)["seconds"])
+    return {
+        "workload": workload.to_json(),
+        "runtime": runtime,
+        "onednn": info["onednn"],
+        "calls_per_sample": calls,
+        "min_sample_s": lab.MIN_SAMPLE_S,
+        "seconds": times,
+        "tf": info["tf"],
+        "keras": info["keras"],
+        "cpu": info["cpu"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out")
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--processes", type=int, default=4)
+    args = parser.parse_args()
+    names, _ = runtimes.distinct(["onednn", "no-onednn"])
+    runs = [
+        record(w, r, args.processes, args.rounds, seed)
+        for seed, (w, r) in enumerate((w, r) for w in WORKLOADS for r in names)
+    ]
+    data = {
+        "recorded": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": cpu.describe(),
+        "runs": runs,
+    }
+    with open(args.out, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1)
+        f.write("\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""What a measuring worker does with each request (see `worker` for the protocol)."""
+
+from __future__ import annotations
+
+import gc
+import os
+
+from blocks import _compat, cpu
+from blocks.measure import devices, flops, steps, timing, verify
+from blocks.measure.workload import Config, Workload
+
+
+def onednn_enabled():
+    """Whether this process runs oneDNN's kernels, as TensorFlow itself says (None: unknown).
+
+    (A private TensorFlow module, present in every supported version; TF has no public call.)
+    """
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:
+        return None
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
+class Server:
+    def __init__(self):
+        self.prepared: dict = {}
+
+    def handle(self, request: dict) -> dict:
+        op = request.get("op")
+        handler = getattr(self, f"op_{op}", None)
+        if handler is None:
+            raise ValueError(f"Unknown request. Received: op={op!r}")
+        return {"ok": True, **handler(request)}
+
+    @staticmethod
+    def failure(e: BaseException) -> dict:
+        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if not isinstance(e, (steps.Unsupported, ValueError)):
+            message = f"{type(e).__name__}: {message}"
+        return {"ok": False, "error": message[:300], "detail": getattr(e, "detail", "") or str(e)}
+
+    def op_hello(self, request) -> dict:
+        return {
+            "pid": os.getpid(),
+            "tf": _compat.TF_VERSION,
+            "keras": _compat.KERAS_VERSION,
+            "onednn": onednn_enabled(),
+            "devices": devices.list_devices(),
+            "cpu": cpu.cpu_model_name(),
+        }
+
+    def op_prepare(self, request) -> dict:
+        workload = Workload.from_json(request["workload"])
+        config = Config.from_json(request["config"])
+        step = steps.prepare(workload, config)
+        call_s = min(timing.sample(step.run) for _ in range(2))
+        calls = timing.calls_per_sample(call_s, float(request.get("min_sample_s", 0.0)))
+        self.prepared[request["key"]] = step
+        return {
+            "compile_s": step.compile_s,
+            "layout": step.layout,
+            "call_s": call_s,
+            "calls": calls,
+            "output_shape": list(step.output_shape),
+            "finite": step.finite,
+            "flop_per_image": flops.flops_per_image(step.model, workload.mode),
+        }
+
+    def op_time(self, request) -> dict:
+        step = self.prepared[request["key"]]
+        return {"seconds": timing.sample(step.run, int(request.get("calls", 1)))}
+
+    def op_ceiling(self, request) -> dict:
+        """GFLOP/s of a large matmul in a policy's compute dtype: the median of timed calls."""
+        run, flop = steps.matmul_step(request["device"], request["dtype_policy"])
+        call_s = timing.sample(run)
+        calls = max(3, min(50, int(float(request.get("target_s", 2.0)) / max(call_s, 1e-6))))
+        times = sorted(timing.sample(run) for _ in range(calls))
+        return {"gflops_per_sec": flop / times[len(times) // 2] / 1e9, "calls": calls}
+
+    def op_verify(self, request) -> dict:
+        step = self.prepared[request["key"]]
+        return verify.check(step.workload, step.config)
+
+    def op_drop(self, request) -> dict:
+        self.prepared.pop(request["key"], None)
+        gc.collect()
+        return {}
+
+    def op_exit(self, request) -> dict:
+        raise SystemExit(0)

@@ -1,0 +1,224 @@
+"""Compiled steps: what the benchmarks, `pick` and a user's program run, built in this process.
+
+`compiled_step(model, mode, execution)` is the public call: the inference step (forward with
+training=False) or the training step (forward, softmax cross-entropy, gradients, SGD with
+momentum; loss scaling under mixed_float16), as a tf.function ("graph"), in one
+tf.function(jit_compile=True) ("xla"), or plain ("eager"). `prepare` builds a workload's model and
+inputs on its device and compiles and warms the step up, outside any timed region.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Callable, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from blocks import _compat, checks
+from blocks.archs import ARCHS
+from blocks.kernels import DeviceError
+from blocks.measure import audit, devices
+from blocks.measure.workload import EXECUTIONS, MODES, Config, Workload
+from blocks.models import resnet18, resolve_policy
+from blocks.registry import refuse_training
+from blocks.variants import get_variant
+
+LEARNING_RATE, MOMENTUM = 0.01, 0.9
+
+
+class Unsupported(RuntimeError):
+    """This device, TF version, runtime or memory cannot run the configuration. The message is one
+    short line; `detail` keeps what TensorFlow said."""
+
+    def __init__(self, message: str, detail: str = ""):
+        super().__init__(message)
+        self.detail = detail
+
+
+def train_step(model, dtype_policy: Optional[str] = None) -> Callable:
+    """`step(images, labels)`: forward, softmax cross-entropy, gradients and an SGD-momentum
+    update of `model`; returns the logits. Loss scaling under mixed_float16."""
+    policy = dtype_policy or getattr(model, "dtype_policy_name", None) or "float32"
+    optimizer = _compat.sgd_momentum(
+        LEARNING_RATE, MOMENTUM, loss_scaling=policy == "mixed_float16"
+    )
+    variables = model.trainable_variables
+    _compat.build_optimizer(optimizer, variables)
+
+    def step(images, labels):
+        with tf.GradientTape() as tape:
+            logits = model(images, training=True)
+            loss = tf.reduce_mean(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+            )
+            scaled = _compat.scale_loss(optimizer, loss)
+        grads = _compat.unscale_gradients(optimizer, tape.gradient(scaled, variables))
+        optimizer.apply_gradients(zip(grads, variables))
+        return logits
+
+    return step
+
+
+def inference_step(model) -> Callable:
+    """`step(images, labels=None)`: the forward pass with training=False; returns the logits."""
+
+    def step(images, labels=None):
+        return model(images, training=False)
+
+    return step
+
+
+def compiled_step(
+    model, mode: str = "inference", execution: Optional[str] = None, dtype_policy=None
+):
+    """The step a configuration runs, for `model` (a `blocks.resnet18(...)`): the way to run a
+    pick's winner is `compiled_step(blocks.resnet18(variant), mode, execution)`.
+
+    Args:
+        model: a model built by `blocks.resnet18` / `blocks.resnet34`.
+        mode: "inference" (`step(images)` returns logits) or "train" (`step(images, labels)`
+            runs one SGD-momentum update and returns the logits).
+        execution: "graph" (tf.function), "xla" (the whole step in one
+            tf.function(jit_compile=True)) or "eager"; default: the picked one for a model built
+            with variant="auto", else "graph".
+        dtype_policy: the model's policy (for loss scaling); default: the model's own.
+
+    Raises:
+        ValueError: an unknown mode or execution.
+        blocks.InferenceOnlyError: mode "train" for an inference-only variant.
+    """
+    checks.choice(mode, MODES, "mode", what="Unknown mode")
+    if execution is None:
+        picked = getattr(model, "picked", None)
+        execution = picked.execution if picked is not None else "graph"
+    checks.choice(execution, EXECUTIONS, "execution", what="Unknown execution")
+    if mode == "train":
+        variant = getattr(model, "variant", None)
+        if variant is not None and not get_variant(variant).trainable:
+            refuse_training(variant)
+        fn = train_step(model, dtype_policy)
+    else:
+        fn = inference_step(model)
+    if execution == "graph":
+        return tf.function(fn)
+    if execution == "xla":
+        return tf.function(fn, jit_compile=True)
+    return fn
+
+
+@dataclasses.dataclass
+class Step:
+    """A ready-to-time step: `run()` executes one call and syncs on its result."""
+
+    workload: Workload
+    config: Config
+    model: object
+    run: Callable[[], np.ndarray]
+    compile_s: float
+    output_shape: tuple
+    # blocks.measure.audit.layout of the graph TF ran; None when eager (no graph) or when the whole
+    # step is one XLA computation (TF records no graph for it).
+    layout: Optional[dict] = None
+    finite: bool = True  # the warm-up's output held no NaN or inf
+
+
+def sync(result) -> np.ndarray:
+    # Reading the value to the host waits for the device to finish computing it.
+    return np.asarray(result)
+
+
+def inputs(workload: Workload, seed: int = 0, replicas: int = 1) -> tuple:
+    """(images, labels) of the global batch, drawn from `seed`."""
+    rng = tf.random.Generator.from_seed(seed)
+    n = workload.batch_size * replicas
+    x = rng.uniform((n, *workload.input_shape), dtype=tf.float32)
+    labels = rng.uniform((n,), 0, ARCHS[workload.arch].num_classes, dtype=tf.int32)
+    return x, labels
+
+
+def _unsupported(e: Exception, workload: Workload, config: Config) -> Unsupported:
+    """A short reason for a TF error that means 'cannot run here', or None for a real failure."""
+    message = getattr(e, "message", str(e))
+    first = " ".join(message.split())
+    if isinstance(e, tf.errors.ResourceExhaustedError):
+        return Unsupported(
+            f"{config.variant}: batch {workload.batch_size} does not fit in {workload.device}'s "
+            "memory",
+            first,
+        )
+    lowered = first.lower()
+    if any(w in lowered for w in ("kernel", "support", "not implemented", "unimplemented")):
+        return Unsupported(
+            f"{config.label}: TF {_compat.TF_VERSION} lacks a kernel for it on {workload.device}",
+            first,
+        )
+    return None
+
+
+def prepare(workload: Workload, config: Config, *, seed: int = 0, warmup: int = 2) -> Step:
+    """Build the model, its inputs and its compiled step on the device; compile and warm up.
+
+    Raises:
+        Unsupported: the configuration cannot run here (an inference-only variant in training,
+            a missing kernel, too little memory); the message says which in one line.
+        ValueError: an unknown variant, device, mode or execution.
+    """
+    device = devices.resolve(workload.device)
+    spec = get_variant(config.variant)
+    if workload.mode == "train" and not spec.trainable:
+        raise Unsupported(f"{spec.name}: inference-only, no training step")
+    try:
+        with tf.device(device):
+            model = resnet18(
+                spec.name,
+                arch=workload.arch,
+                input_shape=workload.input_shape,
+                dtype_policy=workload.dtype_policy,
+                seed=seed,
+            )
+            x, labels = inputs(workload, seed)
+            fn = compiled_step(model, workload.mode, config.execution, workload.dtype_policy)
+            t0 = time.perf_counter()
+            with audit.run_metadata() as recorded:
+                out = sync(fn(x, labels))  # trace, compile, first run
+            for _ in range(max(0, warmup - 1)):
+                out = sync(fn(x, labels))
+            compile_s = time.perf_counter() - t0
+    except DeviceError as e:
+        raise Unsupported(str(e), e.detail) from e
+    except tf.errors.OpError as e:
+        reason = _unsupported(e, workload, config)
+        if reason is None:
+            raise
+        raise reason from e
+    layout = None
+    if config.execution == "graph":
+        layout = audit.layout(audit.op_counts(recorded["metadata"]))
+
+    def run():
+        with tf.device(device):
+            return sync(fn(x, labels))
+
+    finite = bool(np.all(np.isfinite(out)))
+    return Step(workload, config, model, run, compile_s, tuple(out.shape), layout, finite)
+
+
+def matmul_step(device: str, dtype_policy: str, n: int = 3072) -> tuple:
+    """(run, flop per call): an n x n matmul in the policy's compute dtype, the device's practical
+    ceiling for the dense arithmetic a convolution lowers to."""
+    dtype = resolve_policy(dtype_policy).compute_dtype
+    device = devices.resolve(device)
+    with tf.device(device):
+        rng = tf.random.Generator.from_seed(0)
+        a = tf.cast(rng.uniform((n, n)), dtype)
+        b = tf.cast(rng.uniform((n, n)), dtype)
+        fn = tf.function(lambda: tf.matmul(a, b), autograph=False)
+        sync(fn())
+
+    def run():
+        with tf.device(device):
+            return sync(fn())
+
+    return run, 2 * n**3

@@ -1,0 +1,72 @@
+"""A measuring worker: one TensorFlow process holding compiled steps, timed on request.
+
+Started by `blocks.measure.workers` as `python -m blocks.measure.worker`, with its runtime's
+environment. It reads one JSON request per line on stdin and answers one JSON line on stdout:
+
+    {"op": "hello"}                                   -> versions, oneDNN state, devices
+    {"op": "prepare", "key", "workload", "config", "min_sample_s"}
+                                                      -> compile_s, layout, call_s, calls
+    {"op": "time", "key", "calls"}                    -> seconds (per call, one sample)
+    {"op": "verify", "key"}                           -> passed, checks, text
+    {"op": "drop", "key"} / {"op": "exit"}
+
+A request that fails answers {"ok": false, "error": one line, "detail": TensorFlow's words}.
+Anything else the process prints goes to stderr, never into the protocol. It exits when stdin
+closes, and a watchdog ends it if the process that started it dies, so no worker outlives its
+parent.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+
+
+def _watch_parent(parent: int) -> None:
+    while True:
+        if os.getppid() != parent:
+            os._exit(3)
+        time.sleep(0.5)
+
+
+def main() -> int:
+    parent = os.getppid()
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    # The protocol owns the real stdout; print() from anything else lands on stderr.
+    protocol = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+
+    from blocks import logs
+
+    logs.quiet_tensorflow()
+    from blocks.measure.server import Server
+    from blocks.measure.workers import IMPORTS_VAR
+
+    for module in filter(None, os.environ.get(IMPORTS_VAR, "").split(",")):
+        importlib.import_module(module)  # registers the variants it defines
+
+    server = Server()
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        try:
+            request = json.loads(line)
+            reply = server.handle(request)
+        except SystemExit:
+            protocol.write(json.dumps({"ok": True}) + "\n")
+            return 0
+        except Exception as e:  # the parent decides what a failure means
+            reply = server.failure(e)
+            traceback.print_exc(file=sys.stderr)
+        protocol.write(json.dumps(reply) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""What is measured and how: the two parameter objects every measuring tool passes around.
+
+A `Workload` is the computation a user runs (a ResNet18 of an arch at an image size, in a mode,
+batch size and dtype policy, on a device). A `Config` is one way of running it: a block variant,
+how the step is compiled (execution), the process-level settings TensorFlow reads at import
+(runtime) and, for training, a distribution strategy over several replicas. A candidate of
+`blocks.pick` or a row of `pytest bench/` is a (workload, config) pair; the cache key and the
+results files are made from these two objects.
+
+This module does not import TensorFlow: the command line validates its options with it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional, Sequence
+
+from blocks import checks
+from blocks.archs import ARCHS
+
+MODES = ("inference", "train")
+# graph: tf.function; xla: the whole step in one tf.function(jit_compile=True); eager: plain calls.
+EXECUTIONS = ("graph", "xla", "eager")
+# none: one device; mirrored: MirroredStrategy over local devices (GPUs, or logical CPUs);
+# multiworker: MultiWorkerMirroredStrategy over worker processes on this host.
+STRATEGIES = ("none", "mirrored", "multiworker")
+
+REFERENCE_VARIANT = "subclassed"
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    """The computation: ResNet18 of `arch` at `image_size` (None: the arch's), in `mode`, at
+    `batch_size` images per replica, in `dtype_policy`, on `device` ("CPU:0", "GPU:0", ...)."""
+
+    mode: str = "inference"
+    batch_size: int = 64
+    dtype_policy: str = "float32"
+    arch: str = "seed"
+    image_size: Optional[int] = None
+    device: str = "CPU:0"
+
+    def __post_init__(self):
+        checks.choice(self.mode, MODES, "mode", what="Unknown mode")
+        checks.positive_int(self.batch_size, "batch_size")
+        checks.dtype_policy(self.dtype_policy)
+        checks.choice(self.arch, sorted(ARCHS), "arch", what="Unknown arch")
+        if self.image_size is None:  # one spelling per workload: the arch's size, explicitly
+            object.__setattr__(self, "image_size", ARCHS[self.arch].input_shape[0])
+        checks.positive_int(self.image_size, "image_size")
+        if not isinstance(self.device, str) or not self.device:
+            raise ValueError(
+                f"Invalid device. Expected a name such as 'CPU:0'; Received: device={self.device!r}"
+            )
+
+    @property
+    def size(self) -> int:
+        return self.image_size
+
+    @property
+    def input_shape(self) -> tuple:
+        return (self.size, self.size, 3)
+
+    @property
+    def label(self) -> str:
+        """One line naming the workload (a benchmark group, a pick's title)."""
+        return (
+            f"{self.device} {self.arch} {self.size}x{self.size} {self.mode} {self.dtype_policy} "
+            f"b{self.batch_size}"
+        )
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Workload":
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """One way of running a workload: a candidate of `blocks.pick`, a row of `pytest bench/`.
+
+    Attributes:
+        variant: a registered block variant.
+        execution: "graph" (tf.function), "xla" (the whole step in one
+            tf.function(jit_compile=True)) or "eager".
+        runtime: a name of `blocks.measure.runtimes.RUNTIMES`: process-level settings
+            TensorFlow reads at import ("default", "onednn", "no-onednn").
+        strategy: "none", "mirrored" or "multiworker" (training only).
+        replicas: devices (mirrored) or worker processes (multiworker); 1 with strategy "none".
+    """
+
+    variant: str
+    execution: str = "graph"
+    runtime: str = "default"
+    strategy: str = "none"
+    replicas: int = 1
+
+    def __post_init__(self):
+        if not isinstance(self.variant, str) or not self.variant:
+            raise ValueError(
+                f"Invalid variant. Expected a name; Received: variant={self.variant!r}"
+            )
+        checks.choice(self.execution, EXECUTIONS, "execution", what="Unknown execution")
+        checks.choice(self.strategy, STRATEGIES, "strategy", what="Unknown strategy")
+        checks.positive_int(self.replicas, "replicas")
+        if self.strategy == "none" and self.replicas != 1:
+            raise ValueError(
+                "Invalid replicas. Expected 1 without a distribution strategy; "
+                f"Received: replicas={self.replicas!r} with strategy='none'"
+            )
+
+    @property
+    def label(self) -> str:
+        """The row name, e.g. 'xla · graph · default', with the strategy where there is one."""
+        parts = [self.variant, self.execution, self.runtime]
+        if self.strategy != "none":
+            parts.append(f"{self.strategy}x{self.replicas}")
+        return " · ".join(parts)
+
+    @property
+    def process(self) -> tuple:
+        """What needs a process of its own: the runtime and the strategy's device layout."""
+        return (self.runtime, self.strategy, self.replicas)
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Config":
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
+
+    @classmethod
+    def parse(cls, label: str) -> "Config":
+        """The inverse of `label` ('xla · graph · default', or 'xla·graph·default')."""
+        parts = [p.strip() for p in label.split("·")]
+        if not 1 <= len(parts) <= 4:
+            raise ValueError(
+                "Invalid configuration. Expected 'variant · execution · runtime'; "
+                f"Received: {label!r}"
+            )
+        strategy, replicas = "none", 1
+        if len(parts) == 4:
+            strategy, _, n = parts[3].rpartition("x")
+            replicas = int(n) if n.isdigit() else -1
+        return cls(*parts[:3], strategy=strategy, replicas=replicas)
+
+
+REFERENCE = Config(REFERENCE_VARIANT, "graph", "default")
+
+
+def grid(
+    variants: Sequence[str],
+    executions: Sequence[str] = ("graph",),
+    runtimes: Sequence[str] = ("default",),
+    strategy: str = "none",
+    replicas: int = 1,
+) -> list:
+    """Every combination, variants outermost: the candidates of a pick or a benchmark run."""
+    return [
+        Config(v, e, r, strategy, replicas if strategy != "none" else 1)
+        for v in variants
+        for e in executions
+        for r in runtimes
+    ]

@@ -1,0 +1,89 @@
+"""Variants that misbehave on purpose, for the pick tests. The tests register them for the
+length of a test (`registered()`); a worker process started meanwhile imports this module
+(blocks.measure.workers.IMPORTS_VAR names it) and registers them at import, so the faults happen
+in real workers and never in the test process's own registry for other tests.
+
+- `crashing`: building it kills its process (SIGSEGV);
+- `hanging`: building it never returns;
+- `wrong`: fast and wrong (its block skips conv2 and bn2), so a pick must disqualify it;
+- `onednn_only`: the reference block, but it refuses to build where oneDNN is off, so every
+  candidate of a no-oneDNN runtime fails.
+"""
+
+import contextlib
+import os
+import signal
+import time
+
+import tensorflow as tf
+
+from blocks import cpu
+from blocks.kernels import DeviceError
+from blocks.measure.workers import IMPORTS_VAR
+from blocks.registry import Variant
+from blocks.variants import VARIANTS, register
+from blocks.variants.subclassed import BasicBlock
+
+
+class CrashingBlock(BasicBlock):
+    def build(self, input_shape):
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+
+class HangingBlock(BasicBlock):
+    def build(self, input_shape):
+        time.sleep(3600)
+
+
+class WrongBlock(BasicBlock):
+    def call(self, inputs, training=None):
+        leaves = self.leaves
+        x = inputs if leaves.pad1 is None else leaves.pad1(inputs)
+        x = tf.nn.relu(leaves.bn1(leaves.conv1(x), training=training))
+        shortcut = inputs if leaves.downsample_conv is None else leaves.downsample_conv(inputs)
+        if leaves.downsample_bn is not None:
+            shortcut = leaves.downsample_bn(shortcut, training=training)
+        return tf.nn.relu(x + shortcut)
+
+
+class OnednnOnlyBlock(BasicBlock):
+    """The reference block, defined here so that workers import this module for it."""
+
+
+def _needs_onednn(compute_dtype):
+    if not cpu.onednn_on():
+        raise DeviceError("onednn_only: oneDNN is off in this process")
+
+
+_FAULTY = [
+    Variant("crashing", CrashingBlock, "subclassed", summary="crashes", wins="never"),
+    Variant("hanging", HangingBlock, "subclassed", summary="hangs", wins="never"),
+    Variant("wrong", WrongBlock, "subclassed", summary="fast and wrong", wins="never"),
+    Variant(
+        "onednn_only",
+        OnednnOnlyBlock,
+        "subclassed",
+        summary="needs oneDNN",
+        wins="with oneDNN",
+        check_device=_needs_onednn,
+    ),
+]
+
+
+@contextlib.contextmanager
+def registered():
+    """The misbehaving variants in the registry inside the `with` block only."""
+    added = [v for v in _FAULTY if v.name not in VARIANTS]
+    for v in added:
+        register(v)
+    try:
+        yield
+    finally:
+        for v in added:
+            VARIANTS.unregister(v.name)
+
+
+if __name__ in os.environ.get(IMPORTS_VAR, "").split(","):  # a worker, or a command line
+    for _v in _FAULTY:
+        if _v.name not in VARIANTS:
+            register(_v)

@@ -1,0 +1,121 @@
+"""`pytest bench/` for real, on a tiny matrix: the timed path runs once in worker processes, and
+every figure it reports is checked against the times it recorded."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from blocks.measure import stats
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = [
+    "--variants",
+    "subclassed,xla",
+    "--executions",
+    "graph",
+    "--modes",
+    "inference",
+    "--batch-sizes",
+    "2",
+    "--image-size",
+    "16",
+    "--dtype-policies",
+    "float32",
+    "--target-seconds",
+    "0.3",
+    "--min-sample-s",
+    "0.02",
+]
+
+
+def _bench(*args, timeout=900):
+    # Not as a pytest-xdist worker (pytest-benchmark turns itself off when it thinks it is one).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "bench/", "-q", "-p", "no:cacheprovider", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bench") / "run.json"
+    out = _bench("--benchmark-only", f"--benchmark-json={path}", *TINY)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    with open(path, encoding="utf-8") as f:
+        return json.load(f), out.stdout
+
+
+def _rows(data):
+    return [b for b in data["benchmarks"] if "config" in b["extra_info"]]
+
+
+def test_every_configuration_was_measured(run):
+    data, stdout = run
+    labels = sorted(b["extra_info"]["label"] for b in _rows(data))
+    assert labels == ["subclassed · graph · default", "xla · graph · default"]
+    assert "resnet-blocks: images/s per group" in stdout
+
+
+def test_figures_follow_from_the_recorded_times(run):
+    data, _ = run
+    ceiling = next(b for b in data["benchmarks"] if b["extra_info"].get("kind") == "ceiling")
+    gflops_ceiling = ceiling["extra_info"]["gflops_per_sec"]
+    assert gflops_ceiling > 0
+    for b in _rows(data):
+        info, s = b["extra_info"], b["stats"]
+        times = info["times"]
+        # pytest-benchmark's statistics are those of the times measured in the worker.
+        assert s["rounds"] == len(times) >= stats.MIN_ROUNDS
+        assert s["median"] == pytest.approx(float(np.median(times)), rel=1e-9)
+        ips = info["workload"]["batch_size"] / s["median"]
+        assert info["images_per_sec"] == pytest.approx(ips, rel=1e-3)
+        assert info["gflops_per_sec"] == pytest.approx(info["gflop_per_image"] * ips, rel=2e-3)
+        assert info["ceiling_gflops_per_sec"] == pytest.approx(gflops_ceiling, rel=1e-3)
+        assert info["efficiency"] == pytest.approx(
+            info["gflops_per_sec"] / gflops_ceiling, rel=2e-3
+        )
+        # The speedup: the Hodges-Lehmann estimate (median of pairwise means of the log ratios)
+        # of the per-round ratios reference / configuration.
+        logs = np.log(np.asarray(info["reference_times"]) / np.asarray(times))
+        walsh = [(a + b) / 2 for k, a in enumerate(logs) for b in logs[k:]]
+        expected = float(np.exp(np.median(walsh)))
+        assert info["speedup_vs_reference"] == pytest.approx(expected, rel=1e-3)
+        lo, hi = info["speedup_ci"]
+        assert lo <= info["speedup_vs_reference"] <= hi
+
+
+def test_the_reference_against_itself_is_a_tie(run):
+    data, _ = run
+    ref = next(b for b in _rows(data) if b["extra_info"]["label"] == "subclassed · graph · default")
+    lo, hi = ref["extra_info"]["speedup_ci"]
+    assert lo <= 1.0 <= hi or abs(ref["extra_info"]["speedup_vs_reference"] - 1) < 0.1
+
+
+def test_the_run_records_its_machine_and_versions(run):
+    data, _ = run
+    header = data["resnet_blocks"]
+    assert header["machine"]["cpu"] and header["tf"] and header["keras"]
+    assert "CPU:0 float32" in header["ceilings"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--variants", "resnet"], "ERROR: --variants: unknown ['resnet']"),
+        (["--runtimes", "mkl"], "ERROR: --runtimes: unknown ['mkl']"),
+    ],
+)
+def test_bad_options_say_so_in_one_line(args, message):
+    out = _bench("--benchmark-disable", *args, timeout=300)
+    assert out.returncode == 4
+    assert message in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr and "pluggy" not in out.stderr
