@@ -23,7 +23,14 @@ import pytest  # noqa: E402
 
 from blocks.checks import DTYPE_POLICIES  # noqa: E402
 from blocks.measure import devices, lab, report, runtimes, workers  # noqa: E402
-from blocks.measure.workload import EXECUTIONS, MODES, Config, Workload  # noqa: E402
+from blocks.measure.workload import (  # noqa: E402
+    EXECUTIONS,
+    MODES,
+    STRATEGIES,
+    Config,
+    Workload,
+    group,
+)
 from blocks.variants import VARIANTS  # noqa: E402
 
 _AXES = {
@@ -36,6 +43,8 @@ _AXES = {
     "executions": "comma-separated executions, of graph,xla,eager (default: all)",
     "runtimes": "comma-separated runtimes, of default,onednn,no-onednn (default: default; a "
     "runtime equal to TensorFlow's default here is measured once)",
+    "strategies": "comma-separated distribution strategies for training, of "
+    "none,mirrored,multiworker (default: none)",
     "arch": "comma-separated archs, of seed,imagenet (default: seed)",
     "image-size": "comma-separated square image sizes (default: the arch's, 32 for seed)",
 }
@@ -50,6 +59,12 @@ def pytest_addoption(parser):
         type=float,
         default=4.0,
         help="timed work per benchmark, configuration and reference together (default: 4)",
+    )
+    group.addoption(
+        "--replicas",
+        type=int,
+        default=2,
+        help="replicas of a distribution strategy: devices, or worker processes (default: 2)",
     )
     group.addoption(
         "--min-sample-s",
@@ -101,6 +116,10 @@ def matrix(config) -> tuple:
     runtime_names = _choices(config, "runtimes", list(runtimes.RUNTIMES), ["default"])
     measured, _ = runtimes.distinct(runtime_names)
     modes = _choices(config, "modes", MODES, list(MODES))
+    strategies = _choices(config, "strategies", STRATEGIES, ["none"])
+    replicas = config.getoption("replicas")
+    if replicas < 2:
+        raise pytest.UsageError(f"--replicas takes an int of at least 2; Received: {replicas}")
     archs = _choices(config, "arch", ["seed", "imagenet"], ["seed"])
     batches = _ints(config, "batch-sizes", [1, 64])
     sizes = _ints(config, "image-size", [None])
@@ -116,8 +135,12 @@ def matrix(config) -> tuple:
             skip = None
             if not asked and native[policy] is not None:
                 skip = f"{policy} on {device}: {native[policy]} (ask with --dtype-policies)"
-            for v, e, r in itertools.product(variants, executions, measured):
-                rows.append((workload, Config(v, e, r), skip))
+            for strategy in strategies:
+                if strategy != "none" and mode != "train":
+                    continue  # strategies distribute training steps
+                n = 1 if strategy == "none" else replicas
+                for v, e, r in itertools.product(variants, executions, measured):
+                    rows.append((workload, Config(v, e, r, strategy, n), skip))
             if skip is None and (device, policy) not in {
                 (w.device, w.dtype_policy) for w in ceilings
             }:
@@ -146,8 +169,9 @@ def _id(workload: Workload, config: Config) -> str:
     """Short enough for a 100-column table; the group header spells the workload out."""
     short = {"inference": "inf", "train": "train", "float32": "f32"}
     policy = short.get(workload.dtype_policy, workload.dtype_policy.replace("mixed_", ""))
+    strategy = "" if config.strategy == "none" else f"-{config.strategy}x{config.replicas}"
     return (
-        f"{config.variant}-{config.execution}-{config.runtime}-{short[workload.mode]}"
+        f"{config.variant}-{config.execution}-{config.runtime}{strategy}-{short[workload.mode]}"
         f"-b{workload.batch_size}-{policy}-{workload.device}-{workload.arch}{workload.size}"
     )
 
@@ -200,7 +224,7 @@ def pytest_runtest_makereport(item, call):
         reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
         item.config.stash.setdefault(_NOT_RUN, []).append(
             {
-                "group": workload.label,
+                "group": group(workload, config),
                 "label": config.label,
                 "reason": reason.removeprefix("Skipped: "),
             }

@@ -13,7 +13,7 @@ from replay import player
 from blocks import _compat, cpu
 from blocks.archs import ARCHS
 from blocks.measure import lab, stats
-from blocks.measure.workload import REFERENCE
+from blocks.measure.workload import REFERENCE, group
 
 
 def test_matmul_ceiling(benchmark, ceiling_workload, bench_lab, ceilings, request):
@@ -33,13 +33,16 @@ def test_matmul_ceiling(benchmark, ceiling_workload, bench_lab, ceilings, reques
 def test_resnet18(benchmark, case, bench_lab, ceilings, request):
     """Images per second of one configuration, and its speedup over the reference, paired."""
     workload, config = case
-    benchmark.group = workload.label
+    benchmark.group = group(workload, config)
     try:
         prepared = bench_lab.prepare(workload, config)
     except lab.Unrunnable as e:
         pytest.skip(str(e))
     classes = ARCHS[workload.arch].num_classes
-    assert prepared.output_shape == (workload.batch_size * config.replicas, classes)
+    # The logits of the replicas this process holds: all of a mirrored strategy's, one per process
+    # of a multi-worker cluster (its chief's).
+    local = config.replicas if config.strategy == "mirrored" else 1
+    assert prepared.output_shape == (workload.batch_size * local, classes)
     assert prepared.finite, f"{config.label}: non-finite output"
     target_s = request.config.getoption("target_seconds")
     if benchmark.disabled:  # smoke: one interleaved round through the same path
@@ -59,11 +62,23 @@ def test_resnet18(benchmark, case, bench_lab, ceilings, request):
     model_flops = prepared.flop_per_image
     median = stats.throughput(list(measured.times.values()), images)
     ratio = measured.ratio()
-    speedup = ratio.speedup()
+    # In throughput: a strategy's step processes `replicas` times the reference's images.
+    speedup = [config.replicas * x for x in ratio.speedup()]
 
     def sig(x: float) -> float:  # five significant digits, whatever the scale
         return float(f"{x:.5g}")
 
+    scaling = measured.scaling()
+    if scaling is not None:  # throughput with N replicas / (N x one replica's), paired rounds
+        benchmark.extra_info.update(
+            scaling_efficiency=sig(scaling.median),
+            scaling_ci=[sig(scaling.low), sig(scaling.high)] if scaling.decided else None,
+            single_replica_images_per_sec=sig(
+                stats.throughput(list(measured.single_times.values()), workload.batch_size)[
+                    "images_per_sec"
+                ]
+            ),
+        )
     benchmark.extra_info.update(
         workload=workload.to_json(),
         config=config.to_json(),
@@ -78,6 +93,9 @@ def test_resnet18(benchmark, case, bench_lab, ceilings, request):
         speedup_ci=[sig(speedup[1]), sig(speedup[2])] if ratio.decided else None,
         times=[measured.times[r] for r in rounds],
         reference_times=[measured.reference_times.get(r) for r in rounds],
+        strategy=config.strategy,
+        replicas=config.replicas,
+        global_batch=images,
         compile_s=round(prepared.compile_s, 3),
         layout=prepared.layout,
         onednn=prepared.onednn,

@@ -14,7 +14,7 @@ import sys
 from blocks.archs import ARCHS
 from blocks.checks import DTYPE_POLICIES
 from blocks.measure.runtimes import RUNTIMES
-from blocks.measure.workload import EXECUTIONS, MODES
+from blocks.measure.workload import EXECUTIONS, MODES, STRATEGIES
 
 
 def _fail(message: str, code: int = 2) -> int:
@@ -175,6 +175,8 @@ def _pick_options(args) -> dict:
         variants=csv(args.variants),
         executions=csv(args.executions),
         runtimes=csv(args.runtimes),
+        strategy=args.strategy,
+        replicas=args.replicas,
     )
 
 
@@ -287,6 +289,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=_csv_of(list(RUNTIMES)),
         help=f"comma-separated, of {','.join(RUNTIMES)} (default: all)",
     )
+    p.add_argument(
+        "--strategy",
+        default="none",
+        choices=STRATEGIES,
+        help="data-parallel training: mirrored (local GPUs or logical CPUs) or multiworker "
+        "(worker processes on this host); --batch-size is then per replica (default: none)",
+    )
+    p.add_argument("--replicas", type=_positive_int, help="replicas of a strategy (default: 2)")
     p.add_argument(
         "--budget-s",
         type=_positive_float,

@@ -110,8 +110,8 @@ def pytest_terminal_summary(terminalreporter, config):
     deselected = config.stash.get(_DESELECTED, 0)
     if deselected and "not exhaustive" in (config.option.markexpr or ""):
         terminalreporter.write_line(
-            f"{deselected} exhaustive checks not run here (whole networks on the imagenet arch and "
-            "in eager mode): -m exhaustive runs them, and CI does, once, on the newest TensorFlow"
+            f"{deselected} exhaustive checks not run here: -m exhaustive runs them, and CI does, "
+            "once, on the newest TensorFlow"
         )
     recorder = config.stash.get(_ERRORS, None)
     if recorder is None or not recorder.worst:

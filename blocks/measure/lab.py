@@ -46,10 +46,18 @@ class Measurement:
     reference: Prepared
     times: dict  # round -> seconds per call
     reference_times: dict
+    single_times: Optional[dict] = None  # a strategy's configuration on one replica
 
     def ratio(self) -> stats.Ratio:
         """Time ratio config / reference over paired rounds (speedup = 1 / ratio)."""
         return stats.ratio(self.reference_times, self.times)
+
+    def scaling(self) -> Optional[stats.Ratio]:
+        """Scaling efficiency over paired rounds: throughput with N replicas over N x one
+        replica's at the per-replica batch, which is the step-time ratio single / distributed."""
+        if not self.single_times:
+            return None
+        return stats.ratio(self.times, self.single_times)
 
 
 class Lab:
@@ -62,21 +70,24 @@ class Lab:
         self.pool.close()
         self._held.clear()
 
-    def _worker(self, name: str, runtime: str) -> "workers.Worker":
+    def _worker(self, name: str, config: Config):
         worker = self.pool.workers.get(name)
         if worker is None or not worker.alive:
             self.pool.close(name)
             self._held.pop(name, None)
-            worker = self.pool.start(name, runtime)
+            worker = self.pool.start_for(name, config)
             worker.hello()
         return worker
 
-    def _hold(self, name: str, runtime: str, workload: Workload, config: Config) -> Prepared:
+    def _hold(self, name: str, workload: Workload, config: Config) -> Prepared:
         key = f"{workload.label} | {config.label}"
         held = self._held.get(name)
         if held is not None and held[0] == key and held[1].entrant.error is None:
             return held[1]
-        worker = self._worker(name, runtime)
+        try:
+            worker = self._worker(name, config)
+        except workers.WorkerError as e:
+            raise Unrunnable(str(e)) from None
         if held is not None:
             try:
                 worker.call("drop", 60, key=held[0])
@@ -110,30 +121,41 @@ class Lab:
         return prepared
 
     def prepare(self, workload: Workload, config: Config) -> Prepared:
-        """`config` compiled in its runtime's worker (the one it held before is dropped)."""
-        return self._hold(f"config-{config.runtime}", config.runtime, workload, config)
+        """`config` compiled in the worker (or cluster) of its runtime and strategy; the one that
+        worker held before is dropped."""
+        return self._hold("config-" + "-".join(map(str, config.process)), workload, config)
 
     def reference(self, workload: Workload) -> Prepared:
-        return self._hold("reference", REFERENCE.runtime, workload, REFERENCE)
+        return self._hold("reference", workload, REFERENCE)
+
+    def single(self, workload: Workload, config: Config) -> Prepared:
+        """A strategy's configuration without the strategy: one replica at the per-replica batch."""
+        alone = Config(config.variant, config.execution, config.runtime)
+        return self._hold(f"single-{config.runtime}", workload, alone)
 
     def measure(self, workload: Workload, config: Config, target_s: float, seed: int = 0):
-        """Interleaved rounds of `config` and the reference, about `target_s` seconds in all."""
+        """Interleaved rounds of `config`, the reference (and, for a strategy, the configuration
+        on one replica), about `target_s` seconds in all."""
         this, ref = self.prepare(workload, config), self.reference(workload)
-        # The same calls per sample for both, so that their samples span the same time scale.
-        calls = max(this.entrant.calls, ref.entrant.calls)
-        this.entrant.calls = ref.entrant.calls = calls
-        this.entrant.times, ref.entrant.times = {}, {}
-        per_round = calls * (this.entrant.call_s + ref.entrant.call_s)
+        entrants = [this, ref]
+        if config.strategy != "none":
+            entrants.append(self.single(workload, config))
+        # The same calls per sample for all, so that their samples span the same time scale.
+        calls = max(p.entrant.calls for p in entrants)
+        for p in entrants:
+            p.entrant.calls, p.entrant.times = calls, {}
+        per_round = calls * sum(p.entrant.call_s for p in entrants)
         rounds = max(stats.MIN_ROUNDS, min(200, math.ceil(target_s / max(per_round, 1e-6))))
-        race.run_rounds([this.entrant, ref.entrant], rounds, seed=seed)
-        for prepared in (this, ref):
+        race.run_rounds([p.entrant for p in entrants], rounds, seed=seed)
+        for prepared in entrants:
             if prepared.entrant.error:
                 raise Unrunnable(prepared.entrant.error)
-        return Measurement(this, ref, dict(this.entrant.times), dict(ref.entrant.times))
+        single = dict(entrants[2].entrant.times) if len(entrants) == 3 else None
+        return Measurement(this, ref, dict(this.entrant.times), dict(ref.entrant.times), single)
 
     def ceiling(self, workload: Workload, target_s: float) -> float:
         """The device's matmul GFLOP/s in the workload's compute dtype (reference worker)."""
-        worker = self._worker("reference", REFERENCE.runtime)
+        worker = self._worker("reference", REFERENCE)
         reply = worker.call(
             "ceiling",
             600,

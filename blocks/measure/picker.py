@@ -31,7 +31,7 @@ from blocks.measure import cache, devices, lab, race, stats, workers
 from blocks.measure.runtimes import RUNTIMES
 from blocks.measure.runtimes import distinct as distinct_runtimes
 from blocks.measure.runtimes import get as get_runtime
-from blocks.measure.workload import EXECUTIONS, REFERENCE, Config, Workload, grid
+from blocks.measure.workload import EXECUTIONS, REFERENCE, STRATEGIES, Config, Workload, grid
 from blocks.variants import VARIANTS, get_variant
 
 # Seconds for a whole pick, start-up and compilation included. A training step compiles and runs
@@ -179,6 +179,8 @@ def plan(
     variants=None,
     executions=None,
     runtimes=None,
+    strategy="none",
+    replicas=None,
 ) -> tuple:
     """(workload, candidate configs, {runtime: the one it equals here}), all arguments checked."""
     if input_shape is not None:
@@ -204,7 +206,22 @@ def plan(
     if not runtime_names:
         raise ValueError("Invalid runtimes. Expected at least one; Received: runtimes=[]")
     measured, equal = distinct_runtimes(runtime_names)
-    return workload, grid(names, executions, measured), equal
+    checks.choice(strategy, STRATEGIES, "strategy", what="Unknown strategy")
+    if strategy == "none":
+        if replicas not in (None, 1):
+            raise ValueError(
+                "Invalid replicas. Expected 1 (or None) without a distribution strategy; "
+                f"Received: replicas={replicas!r}"
+            )
+        replicas = 1
+    else:
+        if workload.mode != "train":
+            raise ValueError(
+                "Invalid strategy. A distribution strategy is for training (mode='train'); "
+                f"Received: strategy={strategy!r} with mode={workload.mode!r}"
+            )
+        replicas = checks.positive_int(2 if replicas is None else replicas, "replicas")
+    return workload, grid(names, executions, measured, strategy, replicas), equal
 
 
 def cached_pick(device=None, **options) -> Optional[PickResult]:
@@ -267,6 +284,8 @@ def pick(
     variants: Optional[Sequence[str]] = None,
     executions: Optional[Sequence[str]] = None,
     runtimes: Optional[Sequence[str]] = None,
+    strategy: str = "none",
+    replicas: Optional[int] = None,
     budget_s: Optional[float] = None,
     progress: Optional[Callable] = None,
     use_cache: bool = True,
@@ -280,6 +299,9 @@ def pick(
         input_shape / image_size: square images, (size, size, 3) or size (default: the arch's).
         variants, executions, runtimes: the candidate space (default: every registered variant,
             every execution, every runtime).
+        strategy, replicas: data-parallel training over `replicas` (default 2) with
+            "mirrored" (local GPUs, or logical CPUs) or "multiworker" (worker processes on this
+            host); `batch_size` is then per replica. Default "none": one device.
         budget_s: seconds for the whole run, start-up and compilation included (default: 150 for
             inference, 420 for training).
         progress: called as progress(fraction, message, elapsed_s, remaining_s).
@@ -304,6 +326,8 @@ def pick(
         variants=variants,
         executions=executions,
         runtimes=runtimes,
+        strategy=strategy,
+        replicas=replicas,
     )
     checks.positive_number(budget_s, "budget_s", allow_none=True)
     budget = DEFAULT_BUDGET_S[workload.mode] if budget_s is None else float(budget_s)
@@ -340,8 +364,8 @@ class _Pick:
             if self.workload.mode == "train" and not VARIANTS[c.config.variant].trainable:
                 c.status, c.reason = "could not run", f"{c.config.variant}: inference-only"
 
-    def _start(self, name: str, runtime: str) -> "workers.Worker":
-        worker = self.pool.start(name, runtime)
+    def _start(self, name: str, config: Config):
+        worker = self.pool.start_for(name, config)
         info = worker.hello(timeout_s=max(60.0, self.clock.left()))
         self.versions = {k: info[k] for k in ("tf", "keras", "cpu")}
         return worker
@@ -372,22 +396,22 @@ class _Pick:
     def _compile_all(
         self, candidates: list, per_process: bool, until: float, base: float, span: float
     ) -> None:
-        """Compile `candidates`: in one worker per runtime, or (per_process) one worker each;
-        two at a time, one per core, until the monotonic time `until`."""
+        """Compile `candidates`: in one worker (or cluster) per runtime and strategy, or
+        (per_process) one each; two at a time, one per core, until the monotonic time `until`."""
         groups: dict = {}
         for c in candidates:
-            name = c.config.label if per_process else f"screen-{c.config.runtime}"
-            groups.setdefault((name, c.config.runtime), []).append(c)
+            shared = "screen-" + "-".join(map(str, c.config.process))
+            groups.setdefault(c.config.label if per_process else shared, []).append(c)
         total = max(1, len(candidates))
         done = [0]
 
-        def work(name, runtime, members):
+        def work(name, members):
             if time.monotonic() >= until:
                 for c in members:
                     c.status, c.reason = "not measured", "the budget ran out before it compiled"
                 return
             try:
-                worker = self.pool.workers.get(name) or self._start(name, runtime)
+                worker = self.pool.workers.get(name) or self._start(name, members[0].config)
             except workers.WorkerError as e:
                 for c in members:
                     c.status, c.reason = "could not run", str(e)
@@ -407,7 +431,7 @@ class _Pick:
                 done[0] += 1
 
         with concurrent.futures.ThreadPoolExecutor(max_workers=2) as ex:
-            futures = [ex.submit(work, n, r, m) for (n, r), m in groups.items()]
+            futures = [ex.submit(work, name, members) for name, members in groups.items()]
             try:
                 for f in futures:
                     f.result()
@@ -571,7 +595,8 @@ class _Pick:
             if ref_times:
                 r = stats.ratio(ref_times, times)
                 if r.rounds:
-                    s = r.speedup()
+                    # In throughput: a strategy's step takes `replicas` times the images.
+                    s = [c.config.replicas * x for x in r.speedup()]
                     row.speedup = round(s[0], 3)
                     row.speedup_ci = [round(s[1], 3), round(s[2], 3)] if r.decided else None
         return row

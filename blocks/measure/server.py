@@ -6,7 +6,7 @@ import gc
 import os
 
 from blocks import _compat, cpu
-from blocks.measure import devices, flops, steps, timing, verify
+from blocks.measure import devices, distributed, flops, steps, timing, verify
 from blocks.measure.workload import Config, Workload
 
 
@@ -53,7 +53,8 @@ class Server:
     def op_prepare(self, request) -> dict:
         workload = Workload.from_json(request["workload"])
         config = Config.from_json(request["config"])
-        step = steps.prepare(workload, config)
+        prepare = steps.prepare if config.strategy == "none" else distributed.prepare
+        step = prepare(workload, config)
         call_s = min(timing.sample(step.run) for _ in range(2))
         calls = timing.calls_per_sample(call_s, float(request.get("min_sample_s", 0.0)))
         self.prepared[request["key"]] = step
@@ -81,7 +82,8 @@ class Server:
 
     def op_verify(self, request) -> dict:
         step = self.prepared[request["key"]]
-        return verify.check(step.workload, step.config)
+        check = verify.check if step.config.strategy == "none" else distributed.check
+        return check(step.workload, step.config)
 
     def op_drop(self, request) -> dict:
         self.prepared.pop(request["key"], None)

@@ -45,6 +45,9 @@ def main() -> int:
     from blocks import logs
 
     logs.quiet_tensorflow()
+    from blocks.measure import distributed
+
+    distributed.configure_process()  # before anything initialises TensorFlow's devices
     from blocks.measure.server import Server
     from blocks.measure.workers import IMPORTS_VAR
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +21,7 @@ import tempfile
 import time
 from typing import Optional
 
-from blocks.measure import runtimes
+from blocks.measure import distributed, runtimes
 from blocks.variants import VARIANTS
 
 # Modules a worker imports after TensorFlow, comma-separated: those that register the variants it
@@ -59,9 +60,17 @@ def _signal_name(code: int) -> str:
 
 
 class Worker:
-    """One `python -m blocks.measure.worker` process in `runtime`, plus `env` on top."""
+    """One `python -m blocks.measure.worker` process in `runtime`, plus `env` on top (`prefix`: a
+    command it runs under, such as `ip netns exec NAME`)."""
 
-    def __init__(self, name: str, runtime: str = "default", env: Optional[dict] = None, imports=()):
+    def __init__(
+        self,
+        name: str,
+        runtime: str = "default",
+        env: Optional[dict] = None,
+        imports=(),
+        prefix=(),
+    ):
         self.name = name
         self.runtime = runtimes.get(runtime)
         environ = self.runtime.environ(dict(os.environ))
@@ -70,7 +79,7 @@ class Worker:
             environ[IMPORTS_VAR] = ",".join(imports)
         self._stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "blocks.measure.worker"],
+            [*prefix, sys.executable, "-m", "blocks.measure.worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
@@ -133,6 +142,10 @@ class Worker:
             RequestFailed: the worker answered that the request failed.
         """
         what = f"'{op}'" + (f" of {fields['key']}" if "key" in fields else "")
+        self.send(op, what, **fields)
+        return self.receive(time.monotonic() + timeout_s, what)
+
+    def send(self, op: str, what: str, **fields) -> None:
         if not self.alive:
             raise self._died(what)
         try:
@@ -140,7 +153,9 @@ class Worker:
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError):
             raise self._died(what) from None
-        reply = json.loads(self._read_line(time.monotonic() + timeout_s, what))
+
+    def receive(self, deadline: float, what: str) -> dict:
+        reply = json.loads(self._read_line(deadline, what))
         if not reply.pop("ok", False):
             raise RequestFailed(reply.get("error", "failed"), reply.get("detail", ""))
         return reply
@@ -177,6 +192,116 @@ class Worker:
         self._stderr.close()
 
 
+class NetworkNamespace:
+    """A private network namespace with only a loopback interface, for a local cluster.
+
+    TensorFlow's gRPC server (MultiWorkerMirroredStrategy) listens on every interface of its
+    host and has no option to listen on loopback only; inside this namespace every interface is
+    loopback. Needs root and iproute2 (`ip netns`); deleted on `close`, and a namespace left by a
+    process that was killed is deleted the next time one is made.
+    """
+
+    PREFIX = "resnet-blocks-"
+    _count = 0
+
+    def __init__(self):
+        if os.geteuid() != 0 or shutil.which("ip") is None:
+            raise WorkerError(
+                "a local multi-worker cluster needs a private network namespace (root and "
+                "iproute2's `ip netns`), so that TensorFlow's gRPC servers, which listen on every "
+                "interface, are reachable on loopback only"
+            )
+        self._remove_stale()
+        NetworkNamespace._count += 1
+        self.name = f"{self.PREFIX}{os.getpid()}-{NetworkNamespace._count}"
+        for command in (
+            ["ip", "netns", "add", self.name],
+            ["ip", "-n", self.name, "link", "set", "lo", "up"],
+        ):
+            done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+            if done.returncode != 0:
+                self.close()
+                raise WorkerError(
+                    f"could not make network namespace {self.name}: {done.stderr.strip()}"
+                )
+
+    @property
+    def prefix(self) -> list:
+        return ["ip", "netns", "exec", self.name]
+
+    def close(self) -> None:
+        subprocess.run(["ip", "netns", "delete", self.name], capture_output=True, timeout=30)
+
+    @classmethod
+    def _remove_stale(cls) -> None:
+        listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=30)
+        for line in listed.stdout.splitlines():
+            name = line.split()[0] if line.split() else ""
+            if not name.startswith(cls.PREFIX):
+                continue
+            pid = name[len(cls.PREFIX) :].split("-")[0]
+            if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+                subprocess.run(["ip", "netns", "delete", name], capture_output=True, timeout=30)
+
+
+class Group:
+    """The processes of one local multi-worker cluster, in a private network namespace, asked
+    together: a request goes to every member and the chief's (member 0's) answer is returned.
+
+    Quacks like a `Worker`, so a race can time a cluster as one entrant.
+    """
+
+    def __init__(self, name: str, runtime: str, size: int, env: Optional[dict] = None, imports=()):
+        self.name = name
+        self.netns = NetworkNamespace()
+        ports = [distributed.CLUSTER_PORT + i for i in range(size)]
+        self.members = []
+        try:
+            for i in range(size):
+                member_env = {
+                    **(env or {}),
+                    "TF_CONFIG": distributed.tf_config(ports, i),
+                    distributed.STRATEGY_VAR: "multiworker",
+                }
+                self.members.append(
+                    Worker(f"{name}/{i}", runtime, member_env, imports, self.netns.prefix)
+                )
+        except BaseException:
+            self.close()
+            raise
+        self.info: dict = {}
+
+    @property
+    def alive(self) -> bool:
+        return all(m.alive for m in self.members)
+
+    def call(self, op: str, timeout_s: float, **fields) -> dict:
+        """Send to every member, then wait for every answer; one failure stops the group."""
+        what = f"'{op}'" + (f" of {fields['key']}" if "key" in fields else "")
+        deadline = time.monotonic() + timeout_s
+        try:
+            for m in self.members:
+                m.send(op, what, **fields)
+            replies = [m.receive(deadline, what) for m in self.members]
+        except (WorkerError, RequestFailed):
+            self.kill()
+            raise
+        return replies[0]
+
+    def hello(self, timeout_s: float = 120.0) -> dict:
+        self.info = self.call("hello", timeout_s)
+        return self.info
+
+    def kill(self) -> None:
+        for m in self.members:
+            m.kill()
+
+    def close(self, grace_s: float = 5.0) -> None:
+        for m in self.members:
+            m.close(grace_s)
+        self.netns.close()
+
+
 class Pool:
     """Workers by name, closed together when the `with` block is left, whatever the reason."""
 
@@ -188,6 +313,15 @@ class Pool:
         worker = Worker(name, runtime, env, self.imports)
         self.workers[name] = worker
         return worker
+
+    def start_for(self, name: str, config) -> "Worker | Group":
+        """The process (or cluster) a configuration's runtime and strategy need."""
+        if config.strategy == "multiworker":
+            group = Group(name, config.runtime, config.replicas, None, self.imports)
+            self.workers[name] = group
+            return group
+        env = distributed.process_env(config)
+        return self.start(name, config.runtime, env)
 
     def close(self, name: Optional[str] = None) -> None:
         names = [name] if name is not None else list(self.workers)

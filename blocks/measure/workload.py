@@ -164,3 +164,12 @@ def grid(
         for e in executions
         for r in runtimes
     ]
+
+
+def group(workload: Workload, config: Config) -> str:
+    """Which benchmarks race each other: one group per workload, and per distribution strategy
+    (whose global batch is the per-replica batch x replicas; the name says both)."""
+    if config.strategy == "none":
+        return workload.label
+    n = config.replicas
+    return f"{workload.label} {config.strategy}x{n} (global b{workload.batch_size * n})"

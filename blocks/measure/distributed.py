@@ -1,0 +1,335 @@
+"""Data-parallel training steps on tf.distribute: MirroredStrategy over local devices and
+MultiWorkerMirroredStrategy over worker processes.
+
+A strategy is a process-level setting (a mirrored strategy over N logical CPUs needs them
+configured before TensorFlow initialises its devices; a multi-worker strategy is created once, at
+program start, from TF_CONFIG), so a worker process is started with it (`configure_process`) and
+builds every distributed step it is asked for inside it. The step is the same forward, loss,
+gradients and update as `steps.train_step`, run by `strategy.run` on each replica's slice of the
+global batch (per-replica batch x replicas), the loss averaged over the global batch, variables
+and optimizer created in `strategy.scope()`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from blocks import _compat
+from blocks.archs import ARCHS
+from blocks.kernels import DeviceError
+from blocks.measure.steps import LEARNING_RATE, MOMENTUM, Step, Unsupported, sync
+from blocks.measure.verify import (
+    FAMILY_FLOOR,
+    GRADIENT_FACTOR,
+    MIXED_GRADIENT_TOLERANCE,
+    TOLERANCE,
+    random_weights,
+    rel_err,
+    worst_per_key,
+)
+from blocks.measure.workload import Config, Workload
+from blocks.models import resnet18
+from blocks.variants import get_variant
+from blocks.weights import canonical_variables, export_weights, import_weights
+
+# Set by the parent in a worker's environment: N logical CPU devices (mirrored on a CPU), and
+# "mirrored" or "multiworker" (which strategy the process holds).
+LOGICAL_CPUS_VAR = "RESNET_BLOCKS_LOGICAL_CPUS"
+STRATEGY_VAR = "RESNET_BLOCKS_STRATEGY"
+
+# Inside a cluster's private network namespace every port is free: member i listens on this + i.
+CLUSTER_PORT = 20000
+
+_strategy = None
+
+
+def process_env(config: Config) -> dict:
+    """The environment a single worker process for `config` needs beyond its runtime's."""
+    if config.strategy == "mirrored":
+        return {STRATEGY_VAR: "mirrored", LOGICAL_CPUS_VAR: str(config.replicas)}
+    return {}
+
+
+def configure_process(environ=None) -> None:
+    """Before any TensorFlow op: split the CPU into logical devices, create the process's strategy.
+
+    Called by a worker at start-up; a no-op without the variables above.
+    """
+    global _strategy
+    environ = os.environ if environ is None else environ
+    n = int(environ.get(LOGICAL_CPUS_VAR, "0") or 0)
+    if n > 1:
+        cpus = tf.config.list_physical_devices("CPU")
+        tf.config.set_logical_device_configuration(
+            cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(n)]
+        )
+    kind = environ.get(STRATEGY_VAR)
+    if kind == "multiworker":
+        _strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    elif kind == "mirrored":
+        _strategy = mirrored_strategy(n)
+
+
+def mirrored_strategy(replicas: int):
+    """MirroredStrategy over `replicas` GPUs if there are that many, else logical CPUs."""
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) >= replicas:
+        return tf.distribute.MirroredStrategy([d.name for d in gpus[:replicas]])
+    cpus = tf.config.list_logical_devices("CPU")
+    if len(cpus) < replicas:
+        raise Unsupported(
+            f"mirrored x{replicas}: this process has {len(cpus)} CPU device(s); start it with "
+            f"{LOGICAL_CPUS_VAR}={replicas}"
+        )
+    # Reduction through the host: NCCL, the default's choice, is for GPUs.
+    return tf.distribute.MirroredStrategy(
+        [d.name for d in cpus[:replicas]],
+        cross_device_ops=tf.distribute.ReductionToOneDevice(),
+    )
+
+
+def strategy():
+    if _strategy is None:
+        raise Unsupported("this worker process was started without a distribution strategy")
+    return _strategy
+
+
+def cluster_spec(ports) -> dict:
+    """TF_CONFIG's cluster for workers on this host, loopback only."""
+    return {"worker": [f"127.0.0.1:{p}" for p in ports]}
+
+
+def tf_config(ports, index: int) -> str:
+    return json.dumps({"cluster": cluster_spec(ports), "task": {"type": "worker", "index": index}})
+
+
+def global_inputs(workload: Workload, replicas: int, seed: int = 0) -> tuple:
+    """(images, labels) of the global batch, the same in every process (drawn from `seed`)."""
+    rng = np.random.default_rng(seed)
+    n = workload.batch_size * replicas
+    x = rng.uniform(size=(n, *workload.input_shape)).astype(np.float32)
+    y = rng.integers(0, ARCHS[workload.arch].num_classes, n).astype(np.int32)
+    return x, y
+
+
+def replica_train_step(model, optimizer, global_batch: int, loss_scaling: bool):
+    """The per-replica step: forward, loss averaged over the global batch, gradients, update."""
+
+    def step(images, labels):
+        with tf.GradientTape() as tape:
+            logits = model(images, training=True)
+            per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+            scaled = _compat.scale_loss(optimizer, loss) if loss_scaling else loss
+        variables = model.trainable_variables
+        grads = tape.gradient(scaled, variables)
+        if loss_scaling:
+            grads = _compat.unscale_gradients(optimizer, grads)
+        optimizer.apply_gradients(zip(grads, variables))
+        return logits
+
+    return step
+
+
+def build(workload: Workload, config: Config, seed: int = 0):
+    """(model, step(): one distributed training step on the fixed global batch, replica count)."""
+    spec = get_variant(config.variant)
+    if workload.mode != "train":
+        raise Unsupported(f"strategy {config.strategy}: training only")
+    if not spec.trainable:
+        raise Unsupported(f"{spec.name}: inference-only, no training step")
+    strat = strategy()
+    replicas = strat.num_replicas_in_sync
+    if replicas != config.replicas:
+        raise Unsupported(
+            f"{config.strategy}: {replicas} replicas in this process's strategy, not "
+            f"{config.replicas}"
+        )
+    global_batch = workload.batch_size * replicas
+    x, y = global_inputs(workload, replicas, seed)
+    with strat.scope():
+        model = resnet18(
+            spec.name,
+            arch=workload.arch,
+            input_shape=workload.input_shape,
+            dtype_policy=workload.dtype_policy,
+            seed=seed,
+        )
+        optimizer = _compat.sgd_momentum(
+            LEARNING_RATE, MOMENTUM, loss_scaling=workload.dtype_policy == "mixed_float16"
+        )
+        _compat.build_optimizer(optimizer, model.trainable_variables)
+    per_replica = workload.batch_size
+
+    def slice_for(ctx):
+        i = ctx.replica_id_in_sync_group
+        return (
+            x[i * per_replica : (i + 1) * per_replica],
+            y[i * per_replica : (i + 1) * per_replica],
+        )
+
+    images_labels = strat.experimental_distribute_values_from_function(slice_for)
+    replica_fn = replica_train_step(
+        model, optimizer, global_batch, workload.dtype_policy == "mixed_float16"
+    )
+    if config.execution == "xla":
+        replica_fn = tf.function(replica_fn, jit_compile=True)
+
+    def run_step():
+        return strat.run(replica_fn, args=images_labels)
+
+    if config.execution in ("graph", "xla"):
+        run_step = tf.function(run_step)
+    return model, run_step, replicas
+
+
+def prepare(workload: Workload, config: Config, *, seed: int = 0, warmup: int = 2) -> Step:
+    """Like `steps.prepare`, for a configuration with a distribution strategy."""
+    try:
+        model, run_step, replicas = build(workload, config, seed)
+        t0 = time.perf_counter()
+        out = None
+        for _ in range(max(1, warmup)):
+            out = _local(run_step())
+        compile_s = time.perf_counter() - t0
+    except DeviceError as e:
+        raise Unsupported(str(e), e.detail) from e
+    except (tf.errors.OpError, ValueError, TypeError, NotImplementedError) as e:
+        message = " ".join(str(e).split())
+        raise Unsupported(
+            f"{config.label}: TensorFlow {_compat.TF_VERSION} refuses it: {message[:90]}", message
+        ) from e
+
+    def run():
+        return _local(run_step())
+
+    finite = bool(np.all(np.isfinite(out)))
+    return Step(workload, config, model, run, compile_s, tuple(out.shape), None, finite)
+
+
+def _local(per_replica) -> np.ndarray:
+    """This process's replicas' logits, concatenated, read to the host (a sync)."""
+    values = strategy().experimental_local_results(per_replica)
+    return np.concatenate([sync(v) for v in values], axis=0)
+
+
+def _replica_ids() -> list:
+    """The global replica ids this process holds (all of them for mirrored; its own for a
+    multi-worker cluster: the task index)."""
+    strat = strategy()
+    if isinstance(strat, tf.distribute.MultiWorkerMirroredStrategy):
+        task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {}).get("index", 0)
+        local = strat.extended._num_devices_per_worker  # replicas per worker process
+        return list(range(task * local, (task + 1) * local))
+    return list(range(strat.num_replicas_in_sync))
+
+
+def check(workload: Workload, config: Config, seed: int = 101) -> dict:
+    """One distributed step against the same step computed by hand on one device.
+
+    By hand: the same variant, policy and execution (graph or eager) on one device, outside any
+    strategy: each replica's slice
+    of the global batch through the network in training mode (BN statistics of that slice), its
+    loss summed over the slice and divided by the global batch, the gradients summed over the
+    replicas, one SGD-momentum step (from zero momentum: w - lr x g). Keras 3 keeps each replica's
+    own BN moving statistics under a mirrored strategy (no aggregation); Keras 2 averages the
+    replicas' updates. (The same arithmetic on one device, not float64: a float32 ReLU input
+    within roundoff of 0 takes another subgradient than float64 does, which says nothing about
+    the strategy; the variant itself is checked against float64 by `verify.check`.)
+    Returns what `verify.check` does.
+    """
+    policy = workload.dtype_policy
+    model, run_step, n = build(workload, config, seed)
+    weights = random_weights(
+        {k: v.shape for k, v in export_weights(model).items()}, np.random.default_rng(seed)
+    )
+    import_weights(model, weights)
+    run_step()
+    variables = canonical_variables(model)
+    moved = {
+        k: np.asarray(v.numpy(), np.float64) - weights[k]
+        for k, v in variables.items()
+        if "moving_" not in k
+    }
+    local = {
+        k: [
+            np.asarray(c, np.float64)
+            for c in strategy().experimental_local_results(v.value if hasattr(v, "value") else v)
+        ]
+        for k, v in variables.items()
+        if "moving_" in k
+    }
+
+    x, y = global_inputs(workload, n, seed)  # the batch `build` gave the distributed step
+    per = workload.batch_size
+    with tf.device("/CPU:0"):
+        ref = resnet18(
+            config.variant,
+            arch=workload.arch,
+            input_shape=workload.input_shape,
+            dtype_policy=policy,
+        )
+    ref_vars = canonical_variables(ref)
+    trainable = [k for k in ref_vars if "moving_" not in k]
+    total = {k: 0.0 for k in trainable}
+    stats = []
+
+    def replica_grads(xs, ys):
+        with tf.GradientTape() as tape:
+            logits = ref(xs, training=True)
+            loss = tf.nn.compute_average_loss(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(ys, logits),
+                global_batch_size=per * n,
+            )
+        return tape.gradient(loss, [ref_vars[k] for k in trainable])
+
+    if config.execution != "eager":  # the same arithmetic as the strategy's step: a graph
+        replica_grads = tf.function(replica_grads)
+    for r in range(n):
+        import_weights(ref, weights)
+        xs, ys = tf.constant(x[r * per : (r + 1) * per]), tf.constant(y[r * per : (r + 1) * per])
+        grads = replica_grads(xs, ys)
+        for k, g in zip(trainable, grads):
+            total[k] = total[k] + np.asarray(g, np.float64)
+        stats.append(
+            {k: np.asarray(v.numpy(), np.float64) for k, v in ref_vars.items() if "moving_" in k}
+        )
+    expected = {k: -LEARNING_RATE * total[k] for k in trainable}
+    results, failures = {}, []
+    if policy == "float32":
+        # Each key against max(its norm, a tenth of the largest): the gradient of a BN scale,
+        # sum(dy * x_hat), cancels (x_hat sums to 0 over the batch), so its roundoff is set by
+        # the terms, not the tiny sum; measured 2e-4 of its own norm between the strategy and the
+        # same graph on one device (a seed ResNet18, 32x32, batch 2x4).
+        tol = TOLERANCE[policy] * GRADIENT_FACTOR[policy]
+        err, key = worst_per_key(moved, expected, 10 * FAMILY_FLOOR[policy])
+        what = f"update of {key!r}"
+    else:
+        tol = MIXED_GRADIENT_TOLERANCE[policy]
+        whole = lambda d: np.concatenate([np.ravel(d[k]) for k in sorted(d)])  # noqa: E731
+        err, what = rel_err(whole(moved), whole(expected)), "update (all weights)"
+    results["update after one step"] = [err, tol]
+    if err > tol:
+        failures.append(f"{what} off by {err:.3g} (> {tol:g})")
+    ids = _replica_ids()
+    worst_stat = 0.0
+    for k, components in local.items():
+        for component, r in zip(components, ids):
+            want = stats[r][k] if _compat.IS_KERAS3 else np.mean([s[k] for s in stats], axis=0)
+            worst_stat = max(worst_stat, rel_err(component, want))
+    stat_tol = TOLERANCE[policy] * 10
+    results["BN moving statistics, per replica"] = [worst_stat, stat_tol]
+    if worst_stat > stat_tol:
+        failures.append(f"BN moving statistics off by {worst_stat:.3g} (> {stat_tol:g})")
+    passed = not failures
+    text = (
+        "the same step as computed by hand on one device"
+        if passed
+        else f"disqualified: {failures[0]}"
+    )
+    return {"passed": passed, "checks": results, "text": text}

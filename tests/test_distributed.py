@@ -1,0 +1,146 @@
+"""Data-parallel training on tf.distribute, in real worker processes: MirroredStrategy over two
+logical CPUs, and MultiWorkerMirroredStrategy over two processes in a private network namespace.
+
+One step of each, from the same weights, is checked against the same step computed by hand on
+one device (each replica's slice of the global batch, BN statistics per replica, gradients summed
+over the replicas); a combination TensorFlow refuses gives a one-line reason; a cluster whose
+member dies is stopped whole.
+"""
+
+import os
+import subprocess
+
+import pytest
+
+from blocks.measure import workers
+from blocks.measure.workload import Config, Workload
+from tests.test_pick import TAG_VAR, tagged_processes
+
+WORKLOAD = Workload("train", batch_size=4, image_size=16)
+
+
+@pytest.fixture
+def tag(monkeypatch):
+    import uuid
+
+    value = uuid.uuid4().hex
+    monkeypatch.setenv(TAG_VAR, value)
+    yield value
+    assert tagged_processes(value) == [], "a worker process outlived its test"
+
+
+def _check(worker, config):
+    key = config.label
+    worker.call("prepare", 600, key=key, workload=WORKLOAD.to_json(), config=config.to_json())
+    seconds = worker.call("time", 120, key=key)["seconds"]
+    assert seconds > 0
+    return worker.call("verify", 600, key=key)
+
+
+MIRRORED = [
+    pytest.param("subclassed", "graph", id="subclassed-graph"),
+    pytest.param("xla", "graph", id="xla-graph"),
+    pytest.param("functional", "eager", id="functional-eager"),
+    pytest.param("nchw", "graph", id="nchw-graph", marks=pytest.mark.exhaustive),
+    pytest.param("functional", "graph", id="functional-graph", marks=pytest.mark.exhaustive),
+    pytest.param("subclassed", "eager", id="subclassed-eager", marks=pytest.mark.exhaustive),
+]
+
+
+@pytest.fixture(scope="module")
+def mirrored_worker():
+    with workers.Pool() as pool:
+        config = Config("subclassed", "graph", "default", "mirrored", 2)
+        worker = pool.start_for("mirrored", config)
+        info = worker.hello()
+        assert info["devices"][:2] == ["CPU:0", "CPU:1"], info["devices"]
+        yield worker
+
+
+@pytest.mark.parametrize("variant, execution", MIRRORED)
+def test_mirrored_step_is_the_step_by_hand(mirrored_worker, variant, execution, errors):
+    config = Config(variant, execution, "default", "mirrored", 2)
+    result = _check(mirrored_worker, config)
+    for name, (err, tol) in result["checks"].items():
+        errors.record("float32", f"mirrored x2: {name}", err, tol)
+    assert result["passed"], result["text"]
+
+
+def test_whole_step_xla_under_a_strategy_is_refused_in_one_line(mirrored_worker):
+    config = Config("subclassed", "xla", "default", "mirrored", 2)
+    with pytest.raises(workers.RequestFailed) as refused:
+        mirrored_worker.call(
+            "prepare", 600, key=config.label, workload=WORKLOAD.to_json(), config=config.to_json()
+        )
+    message = str(refused.value)
+    assert message.startswith("subclassed · xla · default · mirroredx2: TensorFlow ")
+    assert "\n" not in message and len(message) <= 200
+    assert "Trying to access resource" in refused.value.detail  # TensorFlow's words, kept whole
+
+
+def test_inference_only_variants_have_no_distributed_step(mirrored_worker):
+    config = Config("folded", "graph", "default", "mirrored", 2)
+    with pytest.raises(workers.RequestFailed, match=r"^folded: inference-only, no training step$"):
+        mirrored_worker.call(
+            "prepare", 60, key=config.label, workload=WORKLOAD.to_json(), config=config.to_json()
+        )
+
+
+needs_netns = pytest.mark.skipif(
+    os.geteuid() != 0, reason="a local cluster needs a private network namespace (root)"
+)
+
+
+@needs_netns
+def test_multiworker_cluster_of_two_processes(tag, errors):
+    config = Config("subclassed", "graph", "default", "multiworker", 2)
+    with workers.Pool() as pool:
+        group = pool.start_for("cluster", config)
+        namespace = group.netns.name
+        info = group.hello()
+        assert info["devices"] == ["CPU:0"]
+        result = _check(group, config)
+        for name, (err, tol) in result["checks"].items():
+            errors.record("float32", f"multiworker x2: {name}", err, tol)
+        assert result["passed"], result["text"]
+        listening = subprocess.run(
+            ["ip", "netns", "exec", namespace, "ss", "-ltn"], capture_output=True, text=True
+        ).stdout
+        assert ":20000" in listening and ":20001" in listening
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert namespace not in listed, "the cluster's network namespace was left behind"
+
+
+@needs_netns
+def test_a_cluster_member_that_dies_stops_the_cluster(tag):
+    config = Config("subclassed", "graph", "default", "multiworker", 2)
+    with workers.Pool() as pool:
+        group = pool.start_for("cluster", config)
+        group.hello()
+        group.members[1].kill()
+        with pytest.raises(workers.WorkerError, match=r"worker cluster/1 died \(SIGKILL\)"):
+            group.call(
+                "prepare", 120, key="k", workload=WORKLOAD.to_json(), config=config.to_json()
+            )
+        assert not any(m.alive for m in group.members)
+
+
+@pytest.mark.exhaustive
+def test_pick_for_mirrored_training(tag):
+    from blocks.measure import picker
+
+    result = picker.pick(
+        mode="train",
+        batch_size=4,
+        image_size=16,
+        variants=["subclassed", "functional"],
+        executions=["graph"],
+        runtimes=["default"],
+        strategy="mirrored",
+        budget_s=60,
+    )
+    assert {r.label for r in result.ranking} >= {
+        "subclassed · graph · default · mirroredx2",
+        "functional · graph · default · mirroredx2",
+    }
+    assert result.winner["strategy"] == "mirrored" and result.verification["passed"]
