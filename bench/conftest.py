@@ -14,6 +14,7 @@ pytest-benchmark records the times measured inside the workers (bench/replay.py 
 from __future__ import annotations
 
 import itertools
+import os
 
 from blocks import logs
 
@@ -26,6 +27,7 @@ from blocks.measure import devices, lab, report, runtimes, workers  # noqa: E402
 from blocks.measure.workload import (  # noqa: E402
     EXECUTIONS,
     MODES,
+    REFERENCE,
     STRATEGIES,
     Config,
     Workload,
@@ -40,7 +42,8 @@ _AXES = {
     "dtype-policies": "comma-separated dtype policies (default: float32, plus each mixed policy "
     "the device runs natively; the others are listed as skipped)",
     "variants": "comma-separated variants (default: every registered variant)",
-    "executions": "comma-separated executions, of graph,xla,eager (default: all)",
+    "executions": "comma-separated executions, of graph,xla,eager (default: graph,xla, plus the "
+    "reference variant eagerly)",
     "runtimes": "comma-separated runtimes, of default,onednn,no-onednn (default: default; a "
     "runtime equal to TensorFlow's default here is measured once)",
     "strategies": "comma-separated distribution strategies for training, of "
@@ -59,6 +62,12 @@ def pytest_addoption(parser):
         type=float,
         default=4.0,
         help="timed work per benchmark, configuration and reference together (default: 4)",
+    )
+    group.addoption(
+        "--results-dir",
+        default=None,
+        help="with --benchmark-json: also keep the run in this directory, named by the machine "
+        "and the TF and Keras versions (the cross-version report reads such a directory)",
     )
     group.addoption(
         "--replicas",
@@ -112,7 +121,8 @@ def matrix(config) -> tuple:
     except ValueError as e:
         raise pytest.UsageError(f"--devices: {e}") from None
     variants = _choices(config, "variants", list(VARIANTS), list(VARIANTS))
-    executions = _choices(config, "executions", EXECUTIONS, list(EXECUTIONS))
+    asked_executions = _choices(config, "executions", EXECUTIONS, None)
+    executions = asked_executions or ["graph", "xla"]
     runtime_names = _choices(config, "runtimes", list(runtimes.RUNTIMES), ["default"])
     measured, _ = runtimes.distinct(runtime_names)
     modes = _choices(config, "modes", MODES, list(MODES))
@@ -139,7 +149,11 @@ def matrix(config) -> tuple:
                 if strategy != "none" and mode != "train":
                     continue  # strategies distribute training steps
                 n = 1 if strategy == "none" else replicas
-                for v, e, r in itertools.product(variants, executions, measured):
+                combos = list(itertools.product(variants, executions, measured))
+                if asked_executions is None and REFERENCE.variant in variants:
+                    # Eager, by default for the reference only: how much tf.function gives.
+                    combos += [(REFERENCE.variant, "eager", r) for r in measured]
+                for v, e, r in combos:
                     rows.append((workload, Config(v, e, r, strategy, n), skip))
             if skip is None and (device, policy) not in {
                 (w.device, w.dtype_policy) for w in ceilings
@@ -233,7 +247,12 @@ def pytest_runtest_makereport(item, call):
 
 def pytest_benchmark_update_json(config, benchmarks, output_json):
     ceilings = {f"{d} {p}": g for (d, p), g in config.stash.get(_CEILINGS, {}).items()}
-    output_json["resnet_blocks"] = report.run_header(config.stash.get(_NOT_RUN, []), ceilings)
+    header = report.run_header(config.stash.get(_NOT_RUN, []), ceilings)
+    output_json["resnet_blocks"] = header
+    directory = config.getoption("results_dir")
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+        report.write_json(os.path.join(directory, report.run_file_name(header)), output_json)
 
 
 def pytest_terminal_summary(terminalreporter, config):

@@ -208,6 +208,43 @@ def cmd_pick(args) -> int:
     return 0
 
 
+def cmd_cluster(args) -> int:
+    """One member of a multi-worker cluster (one per host, TF_CONFIG naming all of them): times
+    the distributed training step; the chief (task 0) prints the figures."""
+    import numpy as np
+
+    from blocks.measure import distributed, stats, steps, timing
+    from blocks.measure.workload import Config, Workload
+
+    tf_config = os.environ.get("TF_CONFIG")
+    if not tf_config:
+        return _fail("cluster: TF_CONFIG is not set; every host needs the cluster and its index")
+    try:
+        spec = json.loads(tf_config)
+        workers = spec["cluster"]["worker"]
+        index = spec["task"]["index"]
+    except (ValueError, KeyError, TypeError) as e:
+        return _fail(f"cluster: TF_CONFIG is not a cluster spec with a task ({e})")
+    os.environ[distributed.STRATEGY_VAR] = "multiworker"
+    distributed.configure_process()
+    try:
+        workload = Workload("train", args.batch_size, args.dtype_policy, args.arch, args.image_size)
+        config = Config(args.variant, args.execution, "default", "multiworker", len(workers))
+        step = distributed.prepare(workload, config)
+    except (ValueError, steps.Unsupported) as e:
+        return _fail(f"cluster: {e}")
+    times = [timing.sample(step.run) for _ in range(args.steps)]
+    if index == 0:
+        t = stats.throughput(times, args.batch_size * len(workers))
+        print(
+            f"{config.label}: {t['images_per_sec']:,.1f} img/s "
+            f"(IQR {t['q1_images_per_sec']:,.1f}-{t['q3_images_per_sec']:,.1f}), global batch "
+            f"{args.batch_size * len(workers)}, {len(workers)} workers, median step "
+            f"{1000 * float(np.median(times)):.1f} ms over {args.steps} steps"
+        )
+    return 0
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -311,6 +348,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="pick from a saved `pytest bench/` run instead of measuring",
     )
     p.set_defaults(func=cmd_pick)
+    p = sub.add_parser(
+        "cluster",
+        help="run on every host of a multi-worker cluster (TF_CONFIG): time the training step",
+        description="One member of a MultiWorkerMirroredStrategy cluster: run the same command "
+        "on every host, each with TF_CONFIG naming the cluster and its own task index; the chief "
+        "(index 0) prints images/s of the distributed training step.",
+    )
+    p.add_argument("--variant", default="subclassed", help="default: subclassed")
+    p.add_argument("--execution", default="graph", choices=EXECUTIONS, help="default: graph")
+    p.add_argument("--batch-size", type=_positive_int, default=64, help="per replica (64)")
+    p.add_argument("--dtype-policy", default="float32", choices=DTYPE_POLICIES)
+    p.add_argument("--arch", default="seed", choices=list(ARCHS))
+    p.add_argument("--image-size", type=_positive_int)
+    p.add_argument("--steps", type=_positive_int, default=20, help="timed steps (20)")
+    p.set_defaults(func=cmd_cluster)
     p = sub.add_parser(
         "report",
         help="tables and a chart from benchmark runs (several: one column per TF version)",

@@ -144,3 +144,54 @@ def test_pick_for_mirrored_training(tag):
         "functional · graph · default · mirroredx2",
     }
     assert result.winner["strategy"] == "mirrored" and result.verification["passed"]
+
+
+@needs_netns
+def test_the_multi_host_command_on_two_local_hosts(tag, tmp_path):
+    """`python -m blocks cluster` as the README runs it on each host, here as two processes in
+    one private network namespace (loopback only)."""
+    import sys
+
+    from blocks.measure import distributed
+
+    namespace = workers.NetworkNamespace()
+    ports = [distributed.CLUSTER_PORT + i for i in range(2)]
+    procs = []
+    try:
+        for i in range(2):
+            env = {**os.environ, "TF_CONFIG": distributed.tf_config(ports, i)}
+            procs.append(
+                subprocess.Popen(
+                    [
+                        *namespace.prefix,
+                        sys.executable,
+                        "-m",
+                        "blocks",
+                        "cluster",
+                        "--batch-size",
+                        "2",
+                        "--image-size",
+                        "16",
+                        "--steps",
+                        "3",
+                    ],
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
+        outs = [p.communicate(timeout=300) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        namespace.close()
+    assert [p.returncode for p in procs] == [0, 0], outs
+    chief, other = outs[0][0], outs[1][0]
+    assert (
+        "subclassed · graph · default · multiworkerx2:" in chief
+        and "global batch 4, 2 workers" in chief
+    )
+    assert other == ""

@@ -196,7 +196,7 @@ def test_bad_weights_dict_leaves_model_unchanged(variant, mutate, message):
 def test_not_a_mapping():
     model = _model(REFERENCE, "seed")
     with pytest.raises(
-        ValueError, match=r"Expected a mapping of canonical keys.*Received: weights of type list"
+        ValueError, match=r"Expected a mapping of keys to arrays.*Received: weights of type list"
     ):
         blocks.import_weights(model, [np.zeros(3)])
 
@@ -204,7 +204,7 @@ def test_not_a_mapping():
 def test_failed_assignment_rolls_back(monkeypatch):
     model = _model(REFERENCE, "seed")
     before = blocks.export_weights(model)
-    real = blocks.weights.canonical_variables
+    real = blocks.weights.canonical.canonical_variables
 
     class Exploding:
         def __init__(self, variable):
@@ -221,7 +221,7 @@ def test_failed_assignment_rolls_back(monkeypatch):
         found["fc.bias"] = Exploding(found["fc.bias"])  # last key: everything before is assigned
         return found
 
-    monkeypatch.setattr(blocks.weights, "canonical_variables", patched)
+    monkeypatch.setattr(blocks.weights.canonical, "canonical_variables", patched)
     bad = {k: v + 1.0 for k, v in before.items()}
     with pytest.raises(RuntimeError, match="device lost"):
         blocks.import_weights(model, bad)
@@ -247,11 +247,11 @@ def test_bad_weights_file_leaves_model_unchanged(tmp_path, kind):
         message = r"Invalid weights file .*bad\.npz.*truncated"
     elif kind == "text":
         bad.write_text("stem.conv.kernel = [1, 2, 3]\n")
-        message = r"Invalid weights file .*bad\.npz.: a text file, not a NumPy archive \(it starts with 'stem\.conv\.kernel = \[1, 2'\); expected an \.npz archive"
+        message = r"Invalid weights file .*bad\.npz.: a text file, not a weights file \(it starts with 'stem\.conv\.kernel = \[1, 2'\); expected an \.npz or \.safetensors file"
     elif kind == "npy":
         np.save(bad.with_suffix(".npy"), np.zeros(3))
         bad = bad.with_suffix(".npy")
-        message = r"holds a single \.npy array; expected an \.npz archive"
+        message = r"holds a single \.npy array; expected an \.npz or \.safetensors file"
     elif kind == "pickled":
         np.savez(bad, **{"fc.bias": np.array([{"a": 1}], dtype=object)})
         message = r"Invalid weights file .*bad\.npz.*pickled"

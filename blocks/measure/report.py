@@ -11,12 +11,14 @@ spread raw and normalised. Runs of different machines are reported apart, never 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import glob
 import json
 import os
 import platform
+import tempfile
 import textwrap
 from collections import OrderedDict
 from typing import Optional
@@ -40,6 +42,34 @@ def run_header(not_run=(), ceilings=None) -> dict:
         "ceilings": ceilings or {},
         "not_run": list(not_run),
     }
+
+
+def write_json(path, data: dict) -> None:
+    """Write `data` to `path` atomically: a temporary file, flushed, then renamed over it, so a
+    crash mid-write leaves the old file or the new one, never half of one. (Objects JSON does
+    not know, such as a benchmark's parameters, are written as their text.)"""
+    path = os.fspath(path)
+    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".json.tmp", dir=os.path.dirname(path) or ".")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1, default=str)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def run_file_name(header: dict) -> str:
+    """A run's file name: the machine, then the TF and Keras versions it ran."""
+    machine = header.get("machine", {})
+    cpu_name = "-".join(
+        "".join(c if c.isalnum() else " " for c in machine.get("cpu", "cpu")).split()
+    )
+    return f"{cpu_name.lower()}-tf{header.get('tf')}-keras{header.get('keras')}.json"
 
 
 @dataclasses.dataclass
@@ -166,9 +196,9 @@ def _layout(info) -> str:
 HEADER = ["configuration", "img/s", "IQR img/s", "speedup (95% CI)", "eff.", "compile s", "rounds"]
 LEGEND = (
     "speedup: over subclassed · graph · default, from rounds interleaved with it in the same "
-    "benchmark (median of per-round ratios, sign-test 95% CI); eff.: GFLOP/s over the run's "
-    "matmul ceiling; layout: T = Transpose ops, F = fused/all Conv2D ops, X = XLA clusters in the "
-    "graph TF ran"
+    "benchmark (Hodges-Lehmann estimate of the per-round ratios, Wilcoxon 95% CI); eff.: GFLOP/s "
+    "over the run's matmul ceiling; layout: T = Transpose ops, F = fused/all Conv2D ops, X = XLA "
+    "clusters in the graph TF ran"
 )
 
 

@@ -1,4 +1,4 @@
-"""Portable weights: one dict of NumPy arrays, the same keys in every variant.
+"""Canonical weights: one dict of NumPy arrays, the same keys in every variant.
 
 Keys name the canonical layer path and the parameter: `stem.conv.kernel`, `layer2.0.bn1.gamma`,
 `layer2.0.downsample.conv.bias`, `fc.kernel`, ... Conv kernels are HWIO and the dense kernel is
@@ -8,9 +8,6 @@ variant needs no weight code as long as its leaf layers carry the shared names.
 
 from __future__ import annotations
 
-import os
-import tempfile
-import zipfile
 import zlib
 from collections.abc import Mapping
 
@@ -77,7 +74,7 @@ def _read(variable) -> np.ndarray:
     return np.array(variable.numpy())
 
 
-def export_weights(model) -> dict:
+def export_canonical(model) -> dict:
     """{canonical key: numpy array} of every parameter and BN statistic, copied."""
     return {key: _read(v) for key, v in canonical_variables(model).items()}
 
@@ -94,21 +91,35 @@ def _describe(keys, limit=8) -> str:
     return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
 
 
-def import_weights(model, weights) -> None:
+def _arch_hint(model, missing: set, extra: set) -> str:
+    """A cause for a key mismatch that an arch explains: conv biases and no shortcut BN are the
+    seed arch's, the opposite the imagenet arch's."""
+    model_arch = getattr(model, "arch", None)
+    has_bias = any(
+        k.endswith("conv.bias") or k.endswith(("conv1.bias", "conv2.bias")) for k in extra
+    )
+    has_shortcut_bn = any(".downsample.bn." in k for k in extra)
+    if has_bias and not has_shortcut_bn and any(".downsample.bn." in k for k in missing):
+        return " They have conv biases and no shortcut BN: the seed arch's weights" + (
+            f", and this model is arch {model_arch!r}." if model_arch else "."
+        )
+    if has_shortcut_bn and any(k.endswith("conv1.bias") for k in missing):
+        return " They have shortcut BNs and no conv biases: the imagenet arch's weights" + (
+            f", and this model is arch {model_arch!r}." if model_arch else "."
+        )
+    return ""
+
+
+def assign(model, weights: Mapping, *, skip=(), naming: str = "canonical") -> None:
     """Assign `weights` (canonical key -> array) to `model`, all or nothing.
 
     Every key, shape and dtype is checked before anything is assigned; if an assignment fails
-    anyway, the values it replaced are put back.
+    anyway, the values it replaced are put back. Keys in `skip` are neither required nor set.
 
     Raises:
         ValueError: a missing, extra, misshaped, non-float or non-finite entry, named.
     """
-    if not isinstance(weights, Mapping):
-        raise ValueError(
-            "Invalid weights. Expected a mapping of canonical keys to arrays (as from "
-            f"blocks.export_weights); Received: weights of type {type(weights).__name__}"
-        )
-    targets = canonical_variables(model)
+    targets = {k: v for k, v in canonical_variables(model).items() if k not in skip}
     missing = set(targets) - set(weights)
     extra = set(weights) - set(targets)
     if missing or extra:
@@ -117,8 +128,10 @@ def import_weights(model, weights) -> None:
             parts.append(f"missing keys: {_describe(missing)}")
         if extra:
             parts.append(f"unexpected keys: {_describe(extra)}")
+        source = "" if naming == "canonical" else f" (read as {naming} names, shown canonical)"
         raise ValueError(
-            f"Weights do not fit model {model.name!r}: {'; '.join(parts)}. "
+            f"Weights do not fit model {model.name!r}{source}: {'; '.join(parts)}."
+            f"{_arch_hint(model, missing, extra)} "
             f"The model expects {len(targets)} keys such as {next(iter(targets))!r}. "
             "Nothing was assigned."
         )
@@ -147,104 +160,6 @@ def import_weights(model, weights) -> None:
         for variable, value in backup:
             variable.assign(value)
         raise
-
-
-def _write_npz_atomic(path, arrays: dict) -> None:
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(
-            f"Cannot write weights to {path!r}: the directory {directory!r} does not exist."
-        )
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".", suffix=".npz.tmp", dir=directory)
-    except PermissionError:
-        raise PermissionError(
-            f"Cannot write weights to {path!r}: no permission to create files in {directory!r}."
-        ) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def save_weights(model, path) -> None:
-    """Write `export_weights(model)` to the `.npz` file `path`, atomically (temp file + rename)."""
-    _write_npz_atomic(path, export_weights(model))
-
-
-def read_weights(path) -> dict:
-    """{key: array} from a `.npz` weights file.
-
-    Raises:
-        FileNotFoundError: no file at `path`.
-        ValueError: the file is not a complete, pickle-free `.npz` archive.
-    """
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"No weights file at {path!r}.")
-    if os.path.isdir(path):
-        raise ValueError(f"Invalid weights file {path!r}: it is a directory.")
-    unreadable = (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError, zlib.error)
-    what = "an .npz archive of canonical keys to arrays, as written by blocks.save_weights"
-    with open(path, "rb") as f:
-        head = f.read(64)
-    if not head:
-        raise ValueError(f"Invalid weights file {path!r}: it is empty; expected {what}.")
-    if not head.startswith((b"PK\x03\x04", b"\x93NUMPY")):
-        raise ValueError(f"Invalid weights file {path!r}: {_describe_head(head)}; expected {what}.")
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except unreadable as e:
-        raise ValueError(
-            f"Invalid weights file {path!r}: expected {what}; it may be truncated or of another "
-            f"format. Detail: {e}"
-        ) from e
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError(
-            f"Invalid weights file {path!r}: it holds a single .npy array; expected {what}."
-        )
-    with archive:
-        arrays = {}
-        for key in archive.files:
-            try:
-                arrays[key] = archive[key]
-            except unreadable as e:
-                cause = (
-                    "is a pickled object array, which is never loaded (unpickling runs code)"
-                    if "allow_pickle" in str(e)
-                    else "cannot be read (truncated or damaged?)"
-                )
-                raise ValueError(
-                    f"Invalid weights file {path!r}: entry {key!r} {cause}; expected {what}. "
-                    f"Detail: {e}"
-                ) from e
-        return arrays
-
-
-def _describe_head(head: bytes) -> str:
-    """What a file that is not a NumPy archive seems to be, from its first bytes."""
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError:
-        return f"not a NumPy archive (it starts with bytes {head[:8].hex(' ')})"
-    if text.isprintable() or "\n" in text:
-        preview = " ".join(text.split())[:24]
-        return f"a text file, not a NumPy archive (it starts with {preview!r})"
-    return f"not a NumPy archive (it starts with {text[:8]!r})"
-
-
-def load_weights(model, path) -> None:
-    """`import_weights(model, <the .npz file at path>)`; the model is unchanged on any error."""
-    import_weights(model, read_weights(path))
 
 
 def initial_weights(model, seed: int) -> dict:

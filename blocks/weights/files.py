@@ -1,0 +1,152 @@
+"""Weight files: `.npz` (NumPy) and `.safetensors`, told apart by their first bytes, written
+atomically (a temporary file, then a rename), read without unpickling anything.
+
+safetensors is read and written through its NumPy API: no PyTorch needed, and a file it writes
+loads in PyTorch with `safetensors.torch.load_file`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import struct
+import tempfile
+import zipfile
+import zlib
+
+import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load_file, save
+
+FORMATS = ("npz", "safetensors")
+
+
+def format_for(path) -> str:
+    """The format a path's suffix asks for when writing: .safetensors, else .npz."""
+    return "safetensors" if os.fspath(path).endswith(".safetensors") else "npz"
+
+
+def _atomic(path, write) -> None:
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(
+            f"Cannot write weights to {path!r}: the directory {directory!r} does not exist."
+        )
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".", suffix=".weights.tmp", dir=directory)
+    except PermissionError:
+        raise PermissionError(
+            f"Cannot write weights to {path!r}: no permission to create files in {directory!r}."
+        ) from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write(path, arrays: dict) -> None:
+    """`arrays` to `path`, in the format its suffix asks for, atomically."""
+    arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+    if format_for(path) == "safetensors":
+        data = save(arrays, metadata={"format": "np", "writer": "resnet-blocks"})
+        _atomic(path, lambda f: f.write(data))
+    else:
+        _atomic(path, lambda f: np.savez(f, **arrays))
+
+
+def _describe_head(head: bytes) -> str:
+    """What a file that is not a weights file seems to be, from its first bytes."""
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"not a weights file (it starts with bytes {head[:8].hex(' ')})"
+    if text.isprintable() or "\n" in text:
+        preview = " ".join(text.split())[:24]
+        return f"a text file, not a weights file (it starts with {preview!r})"
+    return f"not a weights file (it starts with {text[:8]!r})"
+
+
+def sniff(head: bytes) -> str:
+    """ "npz", "npy", "safetensors", or "" for anything else, from a file's first bytes."""
+    if head.startswith(b"PK\x03\x04"):
+        return "npz"
+    if head.startswith(b"\x93NUMPY"):
+        return "npy"
+    if len(head) >= 9:
+        (n,) = struct.unpack("<Q", head[:8])
+        if 0 < n < 100_000_000 and head[8:9] == b"{":
+            return "safetensors"
+    return ""
+
+
+def read(path) -> dict:
+    """{name: array} from an .npz or .safetensors file.
+
+    Raises:
+        FileNotFoundError: no file at `path`.
+        ValueError: a directory, an empty, truncated or foreign file, or pickled data.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No weights file at {path!r}.")
+    if os.path.isdir(path):
+        raise ValueError(f"Invalid weights file {path!r}: it is a directory.")
+    with open(path, "rb") as f:
+        head = f.read(64)
+    what = "an .npz or .safetensors file of arrays (as written by blocks.save_weights)"
+    if not head:
+        raise ValueError(f"Invalid weights file {path!r}: it is empty; expected {what}.")
+    kind = sniff(head)
+    if kind == "safetensors":
+        return _read_safetensors(path, what)
+    if kind == "npy":
+        raise ValueError(
+            f"Invalid weights file {path!r}: it holds a single .npy array; expected {what}."
+        )
+    if kind != "npz":
+        raise ValueError(f"Invalid weights file {path!r}: {_describe_head(head)}; expected {what}.")
+    return _read_npz(path, what)
+
+
+def _read_safetensors(path, what) -> dict:
+    try:
+        return dict(load_file(path))
+    except (SafetensorError, OSError, ValueError, json.JSONDecodeError) as e:
+        raise ValueError(
+            f"Invalid weights file {path!r}: a damaged or truncated .safetensors file; expected "
+            f"{what}. Detail: {e}"
+        ) from e
+
+
+def _read_npz(path, what) -> dict:
+    unreadable = (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError, zlib.error)
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except unreadable as e:
+        raise ValueError(
+            f"Invalid weights file {path!r}: expected {what}; it may be truncated. Detail: {e}"
+        ) from e
+    with archive:
+        arrays = {}
+        for key in archive.files:
+            try:
+                arrays[key] = archive[key]
+            except unreadable as e:
+                cause = (
+                    "is a pickled object array, which is never loaded (unpickling runs code)"
+                    if "allow_pickle" in str(e)
+                    else "cannot be read (truncated or damaged?)"
+                )
+                raise ValueError(
+                    f"Invalid weights file {path!r}: entry {key!r} {cause}; expected {what}. "
+                    f"Detail: {e}"
+                ) from e
+        return arrays
