@@ -14,8 +14,9 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
+
+from blocks.fileio import atomic_write
 
 ENV_VAR = "RESNET_BLOCKS_CACHE"
 FORMAT = 1
@@ -129,17 +130,8 @@ def store(key: dict, entry: dict) -> bool:
         with _locked(file):
             data = _read(file, set_aside=True)
             data["entries"][key_string(key)] = entry
-            fd, tmp = tempfile.mkstemp(prefix=".picks.", suffix=".tmp", dir=os.path.dirname(file))
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as f:
-                    json.dump(data, f, indent=1, sort_keys=True)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, file)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+            text = json.dumps(data, indent=1, sort_keys=True).encode("utf-8")
+            atomic_write(file, lambda f: f.write(text), "the pick cache")
     except OSError as e:
         log.warning(
             "resnet-blocks: pick cache %s cannot be written (%s); the result is not cached",

@@ -11,19 +11,18 @@ spread raw and normalised. Runs of different machines are reported apart, never 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime
 import glob
 import json
 import os
 import platform
-import tempfile
 import textwrap
 from collections import OrderedDict
 from typing import Optional
 
 from blocks import cpu
+from blocks.fileio import atomic_write
 
 REFERENCE_LABEL = "subclassed · graph · default"
 
@@ -48,19 +47,8 @@ def write_json(path, data: dict) -> None:
     """Write `data` to `path` atomically: a temporary file, flushed, then renamed over it, so a
     crash mid-write leaves the old file or the new one, never half of one. (Objects JSON does
     not know, such as a benchmark's parameters, are written as their text.)"""
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".json.tmp", dir=os.path.dirname(path) or ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, default=str)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    text = (json.dumps(data, indent=1, default=str) + "\n").encode("utf-8")
+    atomic_write(path, lambda f: f.write(text), "a benchmark run")
 
 
 def run_file_name(header: dict) -> str:

@@ -7,17 +7,17 @@ loads in PyTorch with `safetensors.torch.load_file`.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import struct
-import tempfile
 import zipfile
 import zlib
 
 import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save
+
+from blocks.fileio import atomic_write
 
 FORMATS = ("npz", "safetensors")
 
@@ -27,39 +27,14 @@ def format_for(path) -> str:
     return "safetensors" if os.fspath(path).endswith(".safetensors") else "npz"
 
 
-def _atomic(path, write) -> None:
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(
-            f"Cannot write weights to {path!r}: the directory {directory!r} does not exist."
-        )
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".", suffix=".weights.tmp", dir=directory)
-    except PermissionError:
-        raise PermissionError(
-            f"Cannot write weights to {path!r}: no permission to create files in {directory!r}."
-        ) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def write(path, arrays: dict) -> None:
     """`arrays` to `path`, in the format its suffix asks for, atomically."""
     arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
     if format_for(path) == "safetensors":
         data = save(arrays, metadata={"format": "np", "writer": "resnet-blocks"})
-        _atomic(path, lambda f: f.write(data))
+        atomic_write(path, lambda f: f.write(data), "weights")
     else:
-        _atomic(path, lambda f: np.savez(f, **arrays))
+        atomic_write(path, lambda f: np.savez(f, **arrays), "weights")
 
 
 def _describe_head(head: bytes) -> str:
