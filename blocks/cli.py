@@ -277,6 +277,16 @@ def _csv_of(allowed):
     return parse
 
 
+def _workload_arguments(p) -> None:
+    """The options every command that builds a workload takes (`blocks.measure.workload`)."""
+    p.add_argument("--batch-size", type=_positive_int, default=64, help="per replica (default: 64)")
+    p.add_argument(
+        "--dtype-policy", default="float32", choices=DTYPE_POLICIES, help="default: float32"
+    )
+    p.add_argument("--arch", default="seed", choices=list(ARCHS), help="default: seed")
+    p.add_argument("--image-size", type=_positive_int, help="square size (default: the arch's)")
+
+
 def _prog() -> str:
     name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
     return "python -m blocks" if name in ("", "__main__.py", "-c") else name
@@ -309,12 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", help="CPU:0, GPU:0, ... (default: the first GPU, else the CPU)")
     p.add_argument("--mode", default="inference", choices=MODES, help="default: inference")
-    p.add_argument("--batch-size", type=_positive_int, default=64, help="default: 64")
-    p.add_argument(
-        "--dtype-policy", default="float32", choices=DTYPE_POLICIES, help="default: float32"
-    )
-    p.add_argument("--arch", default="seed", choices=list(ARCHS), help="default: seed")
-    p.add_argument("--image-size", type=_positive_int, help="square size (default: the arch's)")
+    _workload_arguments(p)
     p.add_argument("--variants", help="comma-separated variants (default: all registered)")
     p.add_argument(
         "--executions",
@@ -357,10 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--variant", default="subclassed", help="default: subclassed")
     p.add_argument("--execution", default="graph", choices=EXECUTIONS, help="default: graph")
-    p.add_argument("--batch-size", type=_positive_int, default=64, help="per replica (64)")
-    p.add_argument("--dtype-policy", default="float32", choices=DTYPE_POLICIES)
-    p.add_argument("--arch", default="seed", choices=list(ARCHS))
-    p.add_argument("--image-size", type=_positive_int)
+    _workload_arguments(p)
     p.add_argument("--steps", type=_positive_int, default=20, help="timed steps (20)")
     p.set_defaults(func=cmd_cluster)
     p = sub.add_parser(
