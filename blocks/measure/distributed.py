@@ -22,7 +22,14 @@ import tensorflow as tf
 from blocks import _compat
 from blocks.archs import ARCHS
 from blocks.kernels import DeviceError
-from blocks.measure.steps import LEARNING_RATE, MOMENTUM, Step, Unsupported, sync
+from blocks.measure.steps import (
+    LEARNING_RATE,
+    MOMENTUM,
+    Step,
+    Unsupported,
+    build_model,
+    sync,
+)
 from blocks.measure.verify import TOLERANCE, compare_update, random_weights, rel_err, verdict
 from blocks.measure.workload import Config, Workload
 from blocks.models import resnet18
@@ -130,11 +137,9 @@ def replica_train_step(model, optimizer, global_batch: int, loss_scaling: bool):
 
 def build(workload: Workload, config: Config, seed: int = 0):
     """(model, step(): one distributed training step on the fixed global batch, replica count)."""
-    spec = get_variant(config.variant)
     if workload.mode != "train":
         raise Unsupported(f"strategy {config.strategy}: training only")
-    if not spec.trainable:
-        raise Unsupported(f"{spec.name}: inference-only, no training step")
+    get_variant(config.variant)  # an unknown name first, before a strategy is made
     strat = strategy()
     replicas = strat.num_replicas_in_sync
     if replicas != config.replicas:
@@ -145,13 +150,7 @@ def build(workload: Workload, config: Config, seed: int = 0):
     global_batch = workload.batch_size * replicas
     x, y = global_inputs(workload, replicas, seed)
     with strat.scope():
-        model = resnet18(
-            spec.name,
-            arch=workload.arch,
-            input_shape=workload.input_shape,
-            dtype_policy=workload.dtype_policy,
-            seed=seed,
-        )
+        model = build_model(workload, config, seed)
         optimizer = _compat.sgd_momentum(
             LEARNING_RATE, MOMENTUM, loss_scaling=workload.dtype_policy == "mixed_float16"
         )

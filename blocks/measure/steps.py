@@ -157,6 +157,21 @@ def _unsupported(e: Exception, workload: Workload, config: Config) -> Unsupporte
     return None
 
 
+def build_model(workload: Workload, config: Config, seed: int = 0):
+    """The workload's ResNet18 in the configuration's variant, in the current device/strategy
+    scope. Raises Unsupported for an inference-only variant asked to train."""
+    spec = get_variant(config.variant)
+    if workload.mode == "train" and not spec.trainable:
+        raise Unsupported(f"{spec.name}: inference-only, no training step")
+    return resnet18(
+        spec.name,
+        arch=workload.arch,
+        input_shape=workload.input_shape,
+        dtype_policy=workload.dtype_policy,
+        seed=seed,
+    )
+
+
 def prepare(workload: Workload, config: Config, *, seed: int = 0, warmup: int = 2) -> Step:
     """Build the model, its inputs and its compiled step on the device; compile and warm up.
 
@@ -166,18 +181,10 @@ def prepare(workload: Workload, config: Config, *, seed: int = 0, warmup: int = 
         ValueError: an unknown variant, device, mode or execution.
     """
     device = devices.resolve(workload.device)
-    spec = get_variant(config.variant)
-    if workload.mode == "train" and not spec.trainable:
-        raise Unsupported(f"{spec.name}: inference-only, no training step")
+    get_variant(config.variant)  # an unknown name is the user's ValueError, not Unsupported
     try:
         with tf.device(device):
-            model = resnet18(
-                spec.name,
-                arch=workload.arch,
-                input_shape=workload.input_shape,
-                dtype_policy=workload.dtype_policy,
-                seed=seed,
-            )
+            model = build_model(workload, config, seed)
             x, labels = inputs(workload, seed)
             fn = compiled_step(model, workload.mode, config.execution, workload.dtype_policy)
             t0 = time.perf_counter()
