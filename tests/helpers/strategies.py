@@ -49,6 +49,52 @@ def block_cases(draw, min_bn_values=8, min_size=1, max_size=9, max_channels=16, 
     )
 
 
+def paths(case: dict, graph: bool) -> set:
+    """The paths of the block code that one case takes (see PATHS)."""
+    s, h, w = case["strides"], case["height"], case["width"]
+    projection = s != 1 or case["channels"] != case["filters"]
+    bn_values = case["batch"] * out_size(h, s) * out_size(w, s)
+    got = {
+        f"stride {s}",
+        "projection shortcut" if projection else "identity shortcut",
+        f"use_bias={case['use_bias']} with shortcut_bn={case['shortcut_bn']}",
+        f"BN constants {case['bn_momentum']}/{case['bn_epsilon']}",
+        "tf.function" if graph else "eager",
+    }
+    if s == 2:
+        if case["padding"] == "symmetric":
+            got.add("symmetric padding at stride 2")
+        elif h % 2 == 0 or w % 2 == 0:
+            got.add("asymmetric 'same' padding (an even size at stride 2)")
+    if projection and case["shortcut_bn"]:
+        got.add("projection with shortcut BN")
+    if max(case["channels"], case["filters"]) > 6:
+        got.add("more than 6 channels")
+    if bn_values >= 8:
+        got.add("BN over at least 8 values")
+    return got
+
+
+# Every path, each taken by at least one drawn case of every run of the property test.
+PATHS = frozenset(
+    {
+        "stride 1",
+        "stride 2",
+        "identity shortcut",
+        "projection shortcut",
+        "projection with shortcut BN",
+        "symmetric padding at stride 2",
+        "asymmetric 'same' padding (an even size at stride 2)",
+        "more than 6 channels",
+        "BN over at least 8 values",
+        "tf.function",
+        "eager",
+    }
+    | {f"use_bias={b} with shortcut_bn={sb}" for b in (True, False) for sb in (True, False)}
+    | {f"BN constants {m}/{e}" for m, e in BN_CONSTANTS}
+)
+
+
 BLOCK_OPTIONS = ("use_bias", "shortcut_bn", "padding", "bn_momentum", "bn_epsilon")
 
 
