@@ -81,10 +81,12 @@ def _as_arrays(weights) -> tuple:
 def _head_left_out(model, weights: dict) -> Optional[str]:
     """Why the head stays as initialised (no head in `weights`, or one of another class count),
     or None when the head is to be imported like every other key."""
+    targets = canonical_variables(model)
+    if not any(k in targets for k in HEAD):
+        return None  # a model without a head (a single block): nothing to leave out
     present = [k for k in HEAD if k in weights]
     if not present:
         return "the weights have no classifier head"
-    targets = canonical_variables(model)
     if len(present) == len(HEAD):
         got = weights["fc.kernel"].shape
         want = tuple(targets["fc.kernel"].shape)
