@@ -219,7 +219,7 @@ def test_every_variant_computes_what_pytorch_computes(torch_resnet, variant, err
         _torch_logits(torch_model, x),
         "float32",
         f"{variant.name} vs PyTorch",
-        "vs PyTorch",
+        f"{variant.name} vs PyTorch",
     )
     assert err <= 1e-5
 
@@ -290,5 +290,9 @@ def test_a_keras_hub_backbone_computes_the_same_features(keras_hub, variant, err
     features = np.asarray(backbone(x)).mean(axis=(1, 2))
     expected = features @ fc["fc.kernel"] + fc["fc.bias"]
     errors.close(
-        run(model, x, False), expected, "float32", f"{variant.name} vs keras-hub", "vs keras-hub"
+        run(model, x, False),
+        expected,
+        "float32",
+        f"{variant.name} vs keras-hub",
+        f"{variant.name} vs keras-hub",
     )
