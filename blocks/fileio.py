@@ -10,6 +10,16 @@ import tempfile
 from typing import BinaryIO, Callable
 
 
+def _umask() -> int:
+    """This process's umask, read without changing it where Linux shows it (os.umask sets it)."""
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        with open("/proc/self/status") as f:
+            return int(next(line for line in f if line.startswith("Umask:")).split()[1], 8)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
 def atomic_write(path, write: Callable[[BinaryIO], None], what: str = "a file") -> None:
     """Call `write(f)` on a temporary binary file beside `path`, then rename it to `path`.
 
@@ -29,6 +39,13 @@ def atomic_write(path, write: Callable[[BinaryIO], None], what: str = "a file") 
             f"Cannot write {what} to {path!r}: no permission to create files in {directory!r}."
         ) from None
     try:
+        # mkstemp makes the file 0600; give it the mode a plain open() would (0666 less umask),
+        # or an existing file's own mode.
+        try:
+            mode = os.stat(path).st_mode & 0o777
+        except FileNotFoundError:
+            mode = 0o666 & ~_umask()
+        os.chmod(tmp, mode)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

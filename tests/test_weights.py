@@ -113,6 +113,9 @@ def test_save_and_load_file(model, tmp_path):
     path = tmp_path / "w.npz"
     blocks.save_weights(model, path)
     assert os.listdir(tmp_path) == ["w.npz"], "a temporary file was left behind"
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask, "not the mode a plain open() gives"
     with np.load(path) as z:
         assert set(z.files) == set(weights)
     blocks.import_weights(model, _random(model, rng))
