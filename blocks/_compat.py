@@ -33,6 +33,12 @@ else:
     import keras  # noqa: F401  (re-exported)
 
 IS_KERAS3: bool = hasattr(keras, "ops")
+
+# A step inside one tf.function(jit_compile=True) run by strategy.run: TF 2.14 and later refuse
+# it at once ("Trying to access resource ... located in device ... from device ..."); TF 2.13
+# waits forever in the first call (measured: a MirroredStrategy over 2 logical CPUs, the process
+# idle from then on). So it is refused before it starts where it would hang.
+XLA_STEP_UNDER_STRATEGY_DEADLOCKS: bool = TF_VERSION_TUPLE < (2, 14)
 KERAS_VERSION: str = keras.__version__
 
 register_serializable = keras.saving.register_keras_serializable
@@ -184,3 +190,9 @@ def build_layer(layer, input_shape) -> None:
     layer.build(input_shape)
     if not IS_KERAS3 and getattr(layer, "_build_input_shape", None) is None:
         layer._build_input_shape = tf.TensorShape(input_shape)
+
+
+def tf_variable(variable):
+    """The tf.Variable behind a Keras variable: Keras 3 wraps one (`.value`); Keras 2's variable is
+    one (there `.value` is a method that reads it)."""
+    return variable.value if IS_KERAS3 else variable
