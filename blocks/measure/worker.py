@@ -34,8 +34,26 @@ def _watch_parent(parent: int) -> None:
         time.sleep(0.5)
 
 
+def _die_with_parent() -> None:
+    """On Linux, the kernel kills this process when its parent dies (PR_SET_PDEATHSIG): that holds
+    even while a TensorFlow call keeps the watchdog thread from running."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # the watchdog thread remains
+
+
 def main() -> int:
     parent = os.getppid()
+    _die_with_parent()
+    if os.getppid() != parent:  # the parent died before the kernel was told
+        return 3
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     # The protocol owns the real stdout; print() from anything else lands on stderr.
     protocol = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")

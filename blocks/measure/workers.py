@@ -10,6 +10,7 @@ worker ends by itself if its parent dies (see `worker`). Workers talk over pipes
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import selectors
@@ -28,6 +29,17 @@ from blocks.variants import VARIANTS
 # must build beyond the built-in ones (a variant registered in a user's module is unknown to a
 # fresh process until that module is imported there too).
 IMPORTS_VAR = "RESNET_BLOCKS_IMPORTS"
+
+
+# Every worker is started from this one thread, which lives as long as the process: a worker asks
+# the kernel to kill it when its parent dies (PR_SET_PDEATHSIG, see `worker`), and Linux counts the
+# *thread* that forked it as that parent, so a worker started from a short-lived thread (a
+# ThreadPoolExecutor's, say) would be killed the moment that thread ended.
+_SPAWNER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="blocks-spawner")
+
+
+def _spawn(*args, **kwargs) -> subprocess.Popen:
+    return _SPAWNER.submit(subprocess.Popen, *args, **kwargs).result()
 
 
 def variant_modules(names) -> list:
@@ -78,7 +90,7 @@ class Worker:
         if imports:
             environ[IMPORTS_VAR] = ",".join(imports)
         self._stderr = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(
+        self.proc = _spawn(
             [*prefix, sys.executable, "-m", "blocks.measure.worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

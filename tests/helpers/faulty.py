@@ -4,16 +4,17 @@ length of a test (`registered()`); a worker process started meanwhile imports th
 in real workers and never in the test process's own registry for other tests.
 
 - `crashing`: building it kills its process (SIGSEGV);
-- `hanging`: building it never returns;
+- `hanging`: building it never returns, and holds the GIL while it waits (as a deadlocked
+  TensorFlow call can), so no thread of its process runs;
 - `wrong`: fast and wrong (its block skips conv2 and bn2), so a pick must disqualify it;
 - `onednn_only`: the reference block, but it refuses to build where oneDNN is off, so every
   candidate of a no-oneDNN runtime fails.
 """
 
 import contextlib
+import ctypes
 import os
 import signal
-import time
 
 import tensorflow as tf
 
@@ -32,7 +33,7 @@ class CrashingBlock(BasicBlock):
 
 class HangingBlock(BasicBlock):
     def build(self, input_shape):
-        time.sleep(3600)
+        ctypes.PyDLL(None).sleep(3600)  # libc's sleep, called without releasing the GIL
 
 
 class WrongBlock(BasicBlock):
