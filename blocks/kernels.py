@@ -60,8 +60,8 @@ def check_nchw_support(compute_dtype: str = "float32", device=None) -> None:
     short = device.split("device:")[-1]
     if "CPU" not in short.upper():
         fix = "use a channels_last variant"
-    elif cpu.onednn_setting() == "on":
-        fix = "oneDNN lacks it on this CPU; use a channels_last variant"
+    elif cpu.onednn_on():
+        fix = "oneDNN lacks it on this CPU in this TensorFlow; use a channels_last variant"
     else:
         fix = f"set {cpu.ONEDNN_VAR}=1 before TensorFlow is imported"
     raise DeviceError(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from blocks import cpu
+from blocks import _compat, cpu
 
 
 def onednn_on_here() -> bool:
@@ -34,7 +34,9 @@ NCHW_ELSEWHERE_REASON = (
 def nchw_dtype_reason(compute_dtype: str) -> Optional[str]:
     """Why NCHW in `compute_dtype` cannot run on this CPU even with oneDNN on, or None.
 
-    oneDNN computes bfloat16 only with AVX512_BF16 or AMX, float16 only with AVX512_FP16.
+    oneDNN computes bfloat16 only with AVX512_BF16 or AMX, float16 only with AVX512_FP16, and
+    TensorFlow registers oneDNN's float16 Conv2D from 2.16 (2.13, 2.14 and 2.15 on a Xeon with
+    AVX512_FP16 and AMX, oneDNN on: "no channels_first float16 Conv2D"; 2.16 and 2.21 run it).
     """
     if not cpu.is_x86_64():
         return None
@@ -43,4 +45,6 @@ def nchw_dtype_reason(compute_dtype: str) -> Optional[str]:
         return "nchw bfloat16: oneDNN has no bfloat16 convolution without AVX512_BF16 or AMX"
     if compute_dtype == "float16" and "avx512_fp16" not in flags:
         return "nchw float16: oneDNN has no float16 convolution without AVX512_FP16"
+    if compute_dtype == "float16" and _compat.TF_VERSION_TUPLE < (2, 16):
+        return f"nchw float16: TensorFlow {_compat.TF_VERSION} has no oneDNN float16 convolution"
     return None
