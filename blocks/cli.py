@@ -199,8 +199,11 @@ def cmd_pick(args) -> int:
     except (ValueError, OSError, workers.WorkerError) as e:
         return _fail(str(e))
     except KeyboardInterrupt:
-        print("\ninterrupted: every worker process was stopped", file=sys.stderr)
-        return 130
+        # The pool has stopped every worker; a thread still waiting on one must not hold the exit
+        # (the interpreter joins such threads), so the process ends here.
+        print("\ninterrupted: every worker process was stopped", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(130)
     if args.json:
         print(json.dumps(result.to_json(), indent=1))
     else:

@@ -416,8 +416,11 @@ class _Pick:
                 for c in members:
                     c.status, c.reason = "could not run", str(e)
                 return
-            for c in members:
-                if time.monotonic() >= until:
+            for i, c in enumerate(members):
+                # Once its worker is up, a group's first member compiles whatever the clock says
+                # (its request has a deadline of its own): a worker started in vain measures
+                # nothing, and that member is the reference when the reference is in the group.
+                if i > 0 and time.monotonic() >= until:
                     c.status, c.reason = "not measured", "the budget ran out before it compiled"
                     continue
                 self.clock.report(base + span * done[0] / total, f"compiling {c.config.label}")
@@ -430,14 +433,16 @@ class _Pick:
                     return
                 done[0] += 1
 
-        with concurrent.futures.ThreadPoolExecutor(max_workers=2) as ex:
-            futures = [ex.submit(work, name, members) for name, members in groups.items()]
-            try:
-                for f in futures:
-                    f.result()
-            except BaseException:  # Ctrl-C: stop the workers, so the threads waiting on them end
-                self.pool.close()
-                raise
+        ex = concurrent.futures.ThreadPoolExecutor(max_workers=2)
+        futures = [ex.submit(work, name, members) for name, members in groups.items()]
+        try:
+            for f in futures:
+                f.result()
+        except BaseException:  # Ctrl-C: stop the workers, and do not wait for the threads
+            ex.shutdown(wait=False, cancel_futures=True)
+            self.pool.close()
+            raise
+        ex.shutdown()
 
     # --- phase 2: screen ----------------------------------------------------------------------
 
@@ -502,7 +507,8 @@ class _Pick:
                 if c not in finalists and c is not self.reference:
                     c.status, c.reason = "screened out", "not among the fastest screened"
             self.pool.close()  # screening workers go; finalists get fresh processes
-            finals = finalists + ([self.reference] if self.reference else [])
+            # The reference first: every speedup is measured against it.
+            finals = ([self.reference] if self.reference else []) + finalists
             for c in finals:
                 c.status, c.entrant = "pending", None
             self._compile_all(finals, per_process=True, until=clock.at(0.75), base=0.65, span=0.1)
