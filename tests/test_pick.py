@@ -18,7 +18,7 @@ import pytest
 
 import blocks
 from blocks import cpu
-from blocks.measure import cache, lab, picker
+from blocks.measure import cache, lab, picker, stats
 from blocks.measure.workload import REFERENCE, Config
 from tests.helpers import faulty
 
@@ -178,19 +178,25 @@ def test_no_candidate_can_run():
 
 
 def test_a_short_budget_bounds_the_run_and_is_provisional_not_cached(monkeypatch):
-    monkeypatch.setattr(lab, "MIN_SAMPLE_S", 2.0)  # rounds so long that few fit the budget
+    # `slow` sleeps 8 x 50 ms per call, so with samples of >= 2 s every round lasts >= 2 s on any
+    # host; its compile time (two warm-up calls) reserves >= 7 s for the verification, so the
+    # final rounds of an 18 s budget fit in < 11 s: fewer than MIN_ROUNDS.
+    monkeypatch.setattr(lab, "MIN_SAMPLE_S", 2.0)
+    budget = 18
+    assert budget - (2.5 * 8 * faulty.SLOW_BLOCK_S * 2 + 5) < 2.0 * stats.MIN_ROUNDS
     result = picker.pick(
-        variants=["subclassed", "functional"],
+        variants=["subclassed", "slow"],
         executions=["graph"],
         runtimes=["default"],
-        budget_s=30,
+        budget_s=budget,
         **TINY,
     )
     assert result.provisional and "provisional" in result.decision
-    assert result.elapsed_s <= 30 + 10  # a round in flight and the verification can overrun
+    assert 1 <= _row(result, REFERENCE.label).rounds < stats.MIN_ROUNDS
+    assert result.elapsed_s <= budget + 10  # a round in flight and the verification can overrun
     assert (
         picker.cached_pick(
-            variants=["subclassed", "functional"],
+            variants=["subclassed", "slow"],
             executions=["graph"],
             runtimes=["default"],
             **TINY,

@@ -8,13 +8,16 @@ in real workers and never in the test process's own registry for other tests.
   TensorFlow call can), so no thread of its process runs;
 - `wrong`: fast and wrong (its block skips conv2 and bn2), so a pick must disqualify it;
 - `onednn_only`: the reference block, but it refuses to build where oneDNN is off, so every
-  candidate of a no-oneDNN runtime fails.
+  candidate of a no-oneDNN runtime fails;
+- `slow`: the reference block, but every call of a block sleeps SLOW_BLOCK_S first, so a step
+  takes at least blocks x SLOW_BLOCK_S on any host (a budget test's rounds are long everywhere).
 """
 
 import contextlib
 import ctypes
 import os
 import signal
+import time
 
 import tensorflow as tf
 
@@ -47,6 +50,16 @@ class WrongBlock(BasicBlock):
         return tf.nn.relu(x + shortcut)
 
 
+SLOW_BLOCK_S = 0.05
+
+
+class SlowBlock(BasicBlock):
+    def call(self, inputs, training=None):
+        slept = tf.numpy_function(lambda: time.sleep(SLOW_BLOCK_S) or 0.0, [], tf.float64)
+        slept = tf.ensure_shape(tf.cast(slept, inputs.dtype), [])
+        return super().call(inputs + slept, training=training)
+
+
 class OnednnOnlyBlock(BasicBlock):
     """The reference block, defined here so that workers import this module for it."""
 
@@ -60,6 +73,9 @@ _FAULTY = [
     Variant("crashing", CrashingBlock, "subclassed", summary="crashes", wins="never"),
     Variant("hanging", HangingBlock, "subclassed", summary="hangs", wins="never"),
     Variant("wrong", WrongBlock, "subclassed", summary="fast and wrong", wins="never"),
+    Variant(
+        "slow", SlowBlock, "subclassed", summary="sleeps in every block", wins="never", complexity=9
+    ),
     Variant(
         "onednn_only",
         OnednnOnlyBlock,
