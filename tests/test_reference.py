@@ -19,7 +19,7 @@ import blocks
 from tests.helpers import article, numpy_resnet
 from tests.helpers.data import images, random_weights
 from tests.helpers.runs import BATCH, SHAPES, network, run, trainable_variables
-from tests.helpers.tolerances import EXACT
+from tests.helpers.tolerances import EXACT, MOVING_STATISTICS
 
 
 @functools.lru_cache(maxsize=None)
@@ -60,7 +60,7 @@ def test_float64_reference_is_the_numpy_network(arch):
     after = _moving(blocks.export_weights(model))
     assert sorted(after) == sorted(stats)
     for key, value in stats.items():
-        np.testing.assert_allclose(after[key], value, rtol=1e-9, atol=1e-12, err_msg=key)
+        np.testing.assert_allclose(after[key], value, err_msg=key, **MOVING_STATISTICS)
 
 
 def test_every_variant_computes_the_numpy_network(variant, arch, errors):
@@ -140,7 +140,9 @@ def test_the_article_network_is_the_seed_arch():
     )
     targets = article.canonical_targets(model)
     for key, value in stats.items():
-        np.testing.assert_allclose(np.asarray(targets[key]), value, rtol=1e-9, err_msg=key)
+        np.testing.assert_allclose(
+            np.asarray(targets[key]), value, err_msg=key, **MOVING_STATISTICS
+        )
 
 
 def test_every_variant_computes_the_articles_network(variant, errors):
