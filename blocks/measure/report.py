@@ -369,16 +369,27 @@ def plot(runs: list, path) -> str:
                     label = row["extra_info"]["label"]
                     groups.setdefault(group, OrderedDict()).setdefault(label, {})[i] = row
         for group, configs in groups.items():
-            not_run = [n for run in machine_runs for n in run.not_run(group)]
+            # One line per configuration and reason, however many runs list it.
+            not_run = list(
+                OrderedDict(
+                    (f"{n['label']}: {n['reason']}", None)
+                    for run in machine_runs
+                    for n in run.not_run(group)
+                )
+            )
             versions = ", ".join(r.version for r in machine_runs)
-            panels.append((f"{group} - {machine}, {versions}", configs, machine_runs, not_run))
+            title = "\n".join([group, *textwrap.wrap(f"{machine}; {versions}", 110)])
+            panels.append((title, configs, machine_runs, not_run))
     if not panels:
         raise ValueError("No model benchmarks in the results: nothing to plot.")
-    heights = [1.0 + 0.28 * len(c) * len(rs) + 0.18 * len(n) for _, c, rs, n in panels]
+    # Inches: the bars, plus room under the axes for the x label and the not-run lines.
+    bars_in = [0.6 + 0.22 * len(c) * len(rs) for _, c, rs, _ in panels]
+    under_in = [0.7 + 0.13 * len(n) for *_, n in panels]
+    heights = [b + u + 0.5 for b, u in zip(bars_in, under_in)]
     fig, axes = plt.subplots(
         len(panels),
         1,
-        figsize=(10, sum(heights) + 0.5),
+        figsize=(10, sum(heights)),
         squeeze=False,
         gridspec_kw={"height_ratios": heights},
     )
@@ -422,8 +433,17 @@ def plot(runs: list, path) -> str:
                 loc="lower right",
             )
         if not_run:
-            text = "\n".join(f"not run: {x['label']}: {x['reason']}"[:140] for x in not_run)
-            ax.text(0, -0.22, text, transform=ax.transAxes, fontsize=6, va="top")
+            text = "\n".join(f"not run: {line}"[:150] for line in not_run)
+            # Below the x label, in points from the axes' bottom edge, whatever the panel height.
+            ax.annotate(
+                text,
+                (0, 0),
+                xycoords="axes fraction",
+                xytext=(0, -30),
+                textcoords="offset points",
+                fontsize=6,
+                va="top",
+            )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
