@@ -379,7 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--png", help="where to write the chart (default: beside the first run)")
     p.add_argument("--baseline", help="the TF version the ratios are against (default: the oldest)")
-    p.set_defaults(func=cmd_report)
+    p.set_defaults(func=cmd_report, tensorflow=False)  # reads files: no TensorFlow, no variants
     return parser
 
 
@@ -396,11 +396,12 @@ def _import_user_variants() -> None:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from blocks import logs
+    if getattr(args, "tensorflow", True):
+        from blocks import logs
 
-    logs.quiet_tensorflow(args.verbose)
-    try:
-        _import_user_variants()
-    except ImportError as e:
-        return _fail(f"RESNET_BLOCKS_IMPORTS: {e}")
+        logs.quiet_tensorflow(args.verbose)
+        try:
+            _import_user_variants()
+        except ImportError as e:
+            return _fail(f"RESNET_BLOCKS_IMPORTS: {e}")
     return args.func(args)

@@ -17,6 +17,7 @@ import glob
 import json
 import os
 import platform
+import re
 import textwrap
 from collections import OrderedDict
 from typing import Optional
@@ -77,9 +78,8 @@ class Run:
 
     @property
     def tf_tuple(self) -> tuple:
-        from blocks._compat import version_tuple
-
-        return version_tuple(self.header.get("tf", "0"))
+        """The run's TF version as numbers, for sorting (read without importing TensorFlow)."""
+        return tuple(int(p) for p in re.findall(r"\d+", str(self.header.get("tf", "0")))[:3])
 
     def groups(self) -> "OrderedDict[str, list]":
         """Configuration rows by workload group, fastest first."""
