@@ -38,6 +38,9 @@ from blocks.variants import VARIANTS, get_variant
 # several times longer than a forward pass.
 DEFAULT_BUDGET_S = {"inference": 150.0, "train": 420.0}
 FINALISTS = 3  # besides the reference
+# The final rounds fill what the budget leaves, up to this many, so that a fast step does not run
+# on for the whole of a generous budget.
+MAX_FINAL_ROUNDS = 60
 SCREEN_RUNG = 3  # rounds between two successive-halving cuts
 # Differences smaller than this are ties: two processes holding the same configuration were
 # measured up to 4% apart here (tests/data/noise.json: 6 workloads x 6 pairs of processes), so a
@@ -520,7 +523,8 @@ class _Pick:
         verify_reserve = 2.5 * max(c.compile_s or 0 for c in finals) + 5
         until = max(time.monotonic() + 1, clock.start + clock.budget_s - verify_reserve)
         per_round = sum(c.entrant.call_s * c.entrant.calls for c in finals) + 0.01 * len(finals)
-        rounds = max(stats.MIN_ROUNDS, min(60, int((until - time.monotonic()) / per_round)))
+        window = int((until - time.monotonic()) / per_round)
+        rounds = max(stats.MIN_ROUNDS, min(MAX_FINAL_ROUNDS, window))
         base = clock.elapsed() / clock.budget_s
 
         def after(r):
