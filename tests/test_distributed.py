@@ -38,9 +38,12 @@ def _check(worker, config):
     return worker.call("verify", 600, key=key)
 
 
+# Per-block XLA compiles every block three times over here (the timed step, the checked step and
+# the step by hand, on two replicas): 40 s of a 2-core machine, so it runs with the exhaustive
+# checks (CI: once, on the newest TensorFlow).
 MIRRORED = [
     pytest.param("subclassed", "graph", id="subclassed-graph"),
-    pytest.param("xla", "graph", id="xla-graph"),
+    pytest.param("xla", "graph", id="xla-graph", marks=pytest.mark.exhaustive),
     pytest.param("functional", "eager", id="functional-eager"),
     pytest.param("nchw", "graph", id="nchw-graph", marks=pytest.mark.exhaustive),
     pytest.param("functional", "graph", id="functional-graph", marks=pytest.mark.exhaustive),
@@ -116,6 +119,7 @@ def test_multiworker_cluster_of_two_processes(tag, errors):
 
 
 @needs_netns
+@pytest.mark.exhaustive  # process management, the same on every TensorFlow: checked once
 def test_a_cluster_member_that_dies_stops_the_cluster(tag):
     config = Config("subclassed", "graph", "default", "multiworker", 2)
     with workers.Pool() as pool:
@@ -151,6 +155,7 @@ def test_pick_for_mirrored_training(tag):
 
 
 @needs_netns
+@pytest.mark.exhaustive  # the cluster of test_multiworker_cluster_of_two_processes, by command
 def test_the_multi_host_command_on_two_local_hosts(tag, tmp_path):
     """`python -m blocks cluster` as the README runs it on each host, here as two processes in
     one private network namespace (loopback only)."""

@@ -59,8 +59,10 @@ ROOMY_S = 90
 
 @pytest.fixture(autouse=True)
 def short_samples(monkeypatch):
-    """These tests check what a pick does, not its figures: samples of 20 ms keep them short."""
+    """These tests check what a pick does, not its figures: samples of 20 ms and at most 12 final
+    rounds (twice what a decision needs) keep them short."""
     monkeypatch.setattr(lab, "MIN_SAMPLE_S", 0.02)
+    monkeypatch.setattr(picker, "MAX_FINAL_ROUNDS", 2 * stats.MIN_ROUNDS)
 
 
 @pytest.fixture(autouse=True)
@@ -116,14 +118,16 @@ def test_a_pick_races_configurations_and_verifies_the_winner():
     assert other is None  # another candidate space is another key
 
 
+@pytest.mark.exhaustive  # process faults: the same on every TensorFlow, so checked once
 def test_crashing_and_hanging_workers_get_their_reason_and_the_others_go_on():
     result = picker.pick(
-        variants=["subclassed", "crashing", "hanging"],
+        # Compiled two at a time in this order: `hanging` starts at once and is stopped when the
+        # compile phase's share of the budget and a quarter more are spent (25.5 s of 30);
+        # `crashing` starts when `subclassed` is compiled, well before the phase ends (18 s).
+        variants=["subclassed", "hanging", "crashing"],
         executions=["graph"],
         runtimes=["default"],
-        # The hanging worker is stopped when the compile phase's share of the budget, and a
-        # quarter more, are spent: ~34 s of 40, time enough for the other two to start first.
-        budget_s=40,
+        budget_s=30,
         **TINY,
     )
     crashed = _row(result, "crashing · graph · default")
@@ -166,6 +170,7 @@ def test_a_wrong_winner_is_disqualified_with_its_error():
     assert result.verification["passed"]
 
 
+@pytest.mark.exhaustive  # a crash again, now of every candidate
 def test_no_candidate_can_run():
     with pytest.raises(picker.PickError, match=r"No candidate could run on CPU:0\..*crashing"):
         picker.pick(
@@ -177,6 +182,7 @@ def test_no_candidate_can_run():
         )
 
 
+@pytest.mark.exhaustive  # the budget's arithmetic, the same on every TensorFlow
 def test_a_short_budget_bounds_the_run_and_is_provisional_not_cached(monkeypatch):
     # `slow` sleeps 8 x 50 ms per call, so with samples of >= 2 s every round lasts >= 2 s on any
     # host; its compile time (two warm-up calls) reserves >= 7 s for the verification, so the
@@ -344,6 +350,8 @@ def _cli(*args, timeout=600, **popen):
 
 
 def test_cli_pick_then_cached():
+    # Samples of 0.25 s here (a command line has its own process): a budget of 20 s leaves room
+    # for several seconds of final rounds, 0.5 s each, after the two workers start and compile.
     args = [
         "pick",
         "--batch-size",
@@ -357,7 +365,7 @@ def test_cli_pick_then_cached():
         "--runtimes",
         "default",
         "--budget-s",
-        str(ROOMY_S),
+        "20",
     ]
     first = _cli(*args, "--json")
     assert first.returncode == 0, first.stderr[-2000:]
@@ -406,6 +414,7 @@ def test_cli_usage_errors_before_tensorflow_loads(args, message):
     assert " tensorflow" not in out.stderr, "TensorFlow was imported for a usage error"
 
 
+@pytest.mark.exhaustive  # signals and process groups: the same on every TensorFlow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill"])
 def test_stopping_a_pick_leaves_no_worker(sig, private_cache_and_tag):
     tag = private_cache_and_tag
