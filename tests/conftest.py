@@ -66,18 +66,6 @@ def _nchw_runs_where_onednn_is_on(request):
             pytest.skip(f"{e} ({cpu.cpu_model_name()})")
 
 
-def pytest_collection_modifyitems(items):
-    """Tests that share a module-scoped fixture of a test module (a benchmark run, a worker
-    process) run in one pytest-xdist worker (`--dist loadgroup`), so the fixture is made once."""
-    for item in items:
-        info = getattr(item, "_fixtureinfo", None)
-        for name in info.names_closure if info else ():
-            defs = info.name2fixturedefs.get(name) or ()
-            if any(d.scope == "module" and "tests" in str(d.baseid) for d in defs):
-                item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}:{name}"))
-                break
-
-
 _ERRORS = pytest.StashKey[Recorder]()
 
 

@@ -1,6 +1,7 @@
 """`pytest bench/` for real, on a tiny matrix: the timed path runs once in worker processes, and
 every figure it reports is checked against the times it recorded."""
 
+import fcntl
 import json
 import os
 import subprocess
@@ -45,13 +46,23 @@ def _bench(*args, timeout=900):
     )
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    path = tmp_path_factory.mktemp("bench") / "run.json"
-    out = _bench("--benchmark-only", f"--benchmark-json={path}", *TINY)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+@pytest.fixture(scope="session")
+def run(tmp_path_factory, worker_id):
+    """One benchmark run for the session: under pytest-xdist the first worker to ask runs it
+    (the others wait on a lock) in the directory the workers share."""
+    if worker_id == "master":
+        shared = tmp_path_factory.mktemp("bench")
+    else:
+        shared = tmp_path_factory.getbasetemp().parent
+    path, printed = shared / "bench-run.json", shared / "bench-run.out"
+    with open(shared / "bench-run.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.exists():
+            out = _bench("--benchmark-only", f"--benchmark-json={path}", *TINY)
+            assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+            printed.write_text(out.stdout, encoding="utf-8")
     with open(path, encoding="utf-8") as f:
-        return json.load(f), out.stdout
+        return json.load(f), printed.read_text(encoding="utf-8")
 
 
 def _rows(data):
