@@ -66,6 +66,16 @@ def _nchw_runs_where_onednn_is_on(request):
             pytest.skip(f"{e} ({cpu.cpu_model_name()})")
 
 
+# Modules whose tests start TensorFlow processes (workers, clusters, command lines): the longest.
+PROCESS_TESTS = ("test_distributed.py", "test_pick.py", "test_bench.py", "test_cli.py")
+
+
+def pytest_collection_modifyitems(items):
+    """The longest tests first: pytest-xdist hands tests out in this order, so the long ones are
+    spread over its workers and the short ones even out the end."""
+    items.sort(key=lambda item: item.path.name not in PROCESS_TESTS)
+
+
 _ERRORS = pytest.StashKey[Recorder]()
 
 
