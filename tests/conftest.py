@@ -67,7 +67,13 @@ def _nchw_runs_where_onednn_is_on(request):
 
 
 # Modules whose tests start TensorFlow processes (workers, clusters, command lines): the longest.
-PROCESS_TESTS = ("test_distributed.py", "test_pick.py", "test_bench.py", "test_cli.py")
+PROCESS_TESTS = (
+    "test_distributed.py",
+    "test_pick.py",
+    "test_bench.py",
+    "test_nchw.py",  # on a CPU with oneDNN off by default, it reruns every nchw test in a process
+    "test_cli.py",
+)
 
 
 def pytest_collection_modifyitems(items):
