@@ -53,7 +53,7 @@ _API = {
     "pick": "blocks.measure.picker",
     "cached_pick": "blocks.measure.picker",
     "compiled_step": "blocks.measure.steps",
-    "PickResult": "blocks.measure.picker",
+    "PickResult": "blocks.measure.result",
     "PickError": "blocks.measure.picker",
     "AutoVariantWarning": "blocks.measure.auto",
 }

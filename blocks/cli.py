@@ -181,12 +181,12 @@ def _pick_options(args) -> dict:
 
 
 def cmd_pick(args) -> int:
-    from blocks.measure import picker, workers
+    from blocks.measure import picker, saved, workers
 
     options = _pick_options(args)
     try:
         if args.from_json:
-            result = picker.pick_from_benchmarks(args.from_json, device=args.device, **options)
+            result = saved.pick_from_benchmarks(args.from_json, device=args.device, **options)
         else:
             result = None if args.refresh else picker.cached_pick(args.device, **options)
             if result is None:

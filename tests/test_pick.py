@@ -18,7 +18,8 @@ import pytest
 
 import blocks
 from blocks import cpu
-from blocks.measure import cache, lab, picker, stats
+from blocks.measure import cache, lab, picker, saved, stats
+from blocks.measure.result import PickResult, how_to_apply
 from blocks.measure.workload import REFERENCE, Config
 from tests.helpers import faulty
 
@@ -253,7 +254,7 @@ def test_bad_arguments(kwargs, message):
 def _store(winner: Config, **options):
     """A cache entry naming `winner` for `pick(**options)` (as a real pick stores it)."""
     workload, configs, _ = picker.plan(**options)
-    result = picker.PickResult(
+    result = PickResult(
         workload=workload.to_json(),
         key=picker.make_key(workload, configs),
         ranking=[],
@@ -262,7 +263,7 @@ def _store(winner: Config, **options):
         clearly_ahead=True,
         provisional=False,
         speedup=None,
-        apply=picker.how_to_apply(winner, workload),
+        apply=how_to_apply(winner, workload),
         verification={"passed": True, "checks": {}, "text": "-"},
         machine={},
         measured_at="2026-01-01T00:00:00+00:00",
@@ -462,7 +463,7 @@ def test_pick_from_a_saved_benchmark_run(tmp_path):
     from tests.test_report import run_file
 
     path = run_file(tmp_path)
-    result = picker.pick_from_benchmarks(path, mode="inference", batch_size=64)
+    result = saved.pick_from_benchmarks(path, mode="inference", batch_size=64)
     assert [r.label for r in result.ranking][:2] == [
         "xla · graph · default",
         "functional · graph · default",

@@ -21,13 +21,12 @@ import concurrent.futures
 import dataclasses
 import datetime
 import math
-import os
 import time
 from typing import Callable, Optional, Sequence
 
 from blocks import _compat, checks, cpu
-from blocks.archs import ARCHS
 from blocks.measure import cache, devices, lab, race, stats, workers
+from blocks.measure.result import PickResult, Ranked, how_to_apply
 from blocks.measure.runtimes import RUNTIMES
 from blocks.measure.runtimes import distinct as distinct_runtimes
 from blocks.measure.runtimes import get as get_runtime
@@ -56,100 +55,12 @@ class PickError(RuntimeError):
     """No candidate could run (or was left); the message gives the reasons."""
 
 
-@dataclasses.dataclass
-class Ranked:
-    """One candidate's outcome: its figures, or why it has none."""
-
-    config: dict
-    label: str
-    status: str  # winner, finalist, screened out, could not run, disqualified, not measured
-    images_per_sec: Optional[float] = None
-    q1_images_per_sec: Optional[float] = None
-    q3_images_per_sec: Optional[float] = None
-    speedup: Optional[float] = None  # over the reference, paired rounds
-    speedup_ci: Optional[list] = None
-    rounds: int = 0
-    compile_s: Optional[float] = None
-    reason: Optional[str] = None
-    detail: Optional[str] = None
-    layout: Optional[dict] = None
-
-    @property
-    def variant(self) -> str:
-        return self.config["variant"]
-
-
-@dataclasses.dataclass
-class PickResult:
-    workload: dict
-    key: dict
-    ranking: list
-    winner: Optional[dict]
-    decision: str
-    clearly_ahead: bool
-    provisional: bool
-    speedup: Optional[list]  # [median, low, high] of the winner over the reference
-    apply: dict
-    verification: Optional[dict]
-    machine: dict
-    measured_at: str
-    elapsed_s: float = 0.0
-    notes: list = dataclasses.field(default_factory=list)
-    source: str = "measured"
-
-    @property
-    def winner_config(self) -> Optional[Config]:
-        return None if self.winner is None else Config.from_json(self.winner)
-
-    @property
-    def winner_label(self) -> str:
-        return self.winner_config.label if self.winner else "-"
-
-    def to_json(self) -> dict:
-        out = dataclasses.asdict(self)
-        out["ranking"] = [dataclasses.asdict(r) for r in self.ranking]
-        return out
-
-    @classmethod
-    def from_json(cls, data: dict) -> "PickResult":
-        data = dict(data)
-        data["ranking"] = [Ranked(**r) for r in data["ranking"]]
-        return cls(**data)
-
-
 def complexity(config: Config) -> float:
     return (
         VARIANTS[config.variant].complexity
         + EXECUTION_COST[config.execution]
         + RUNTIME_COST.get(config.runtime, 1)
     )
-
-
-def how_to_apply(config: Config, workload: Workload) -> dict:
-    """The environment and the three lines of Python that run `config` in a user's program."""
-    runtime = get_runtime(config.runtime)
-    build = f'model = blocks.resnet18("{config.variant}"'
-    if workload.arch != "seed":
-        build += f', arch="{workload.arch}"'
-    if workload.size != ARCHS[workload.arch].input_shape[0]:
-        build += f", input_shape=({workload.size}, {workload.size}, 3)"
-    if workload.dtype_policy != "float32":
-        build += f', dtype_policy="{workload.dtype_policy}"'
-    build += ")"
-    call = "step(images)" if workload.mode == "inference" else "step(images, labels)"
-    return {
-        "variant": config.variant,
-        "execution": config.execution,
-        "runtime": config.runtime,
-        "environment": runtime.exports(),
-        "unset": [k for k, v in runtime.env.items() if v is None],
-        "python": [
-            "import blocks",
-            build,
-            f'step = blocks.compiled_step(model, "{workload.mode}", "{config.execution}")'
-            f"  # then {call}",
-        ],
-    }
 
 
 def make_key(workload: Workload, configs: Sequence[Config]) -> dict:
@@ -642,101 +553,3 @@ class _Pick:
             elapsed_s=round(self.clock.elapsed(), 1),
             notes=self.notes,
         )
-
-
-def pick_from_benchmarks(path, device=None, **options) -> PickResult:
-    """Pick from a saved `pytest bench/` run (`--benchmark-json=FILE`) instead of measuring.
-
-    Each configuration there was interleaved with the reference, not with the others, so the
-    winner is the largest paired speedup over the reference, clearly ahead only if its interval
-    lies above the runner-up's by more than TIE_MARGIN; nothing is verified or cached.
-    """
-    from blocks.measure import report
-
-    run = report.load(path)
-    wanted, configs, _ = plan(device, **options)  # checks every option
-    restricted = any(options.get(k) for k in ("variants", "executions", "runtimes"))
-    mode, batch = options.get("mode", "inference"), options.get("batch_size", 64)
-    policy, arch = options.get("dtype_policy", "float32"), options.get("arch", "seed")
-    size = options.get("image_size")
-    rows, groups = [], set()
-    for row in run.rows:
-        info = row["extra_info"]
-        w = Workload.from_json(info["workload"])
-        groups.add(row["group"])
-        if (w.mode, w.batch_size, w.dtype_policy, w.arch) != (mode, batch, policy, arch):
-            continue
-        if (size and w.size != size) or (device and w.device != wanted.device):
-            continue
-        if info.get("speedup_vs_reference") is None:
-            continue
-        if restricted and Config.from_json(info["config"]) not in configs:
-            continue
-        rows.append(row)
-    if not rows:
-        raise ValueError(
-            f"No benchmark in {os.fspath(path)!r} matches mode={mode!r}, batch_size={batch}, "
-            f"dtype_policy={policy!r}, arch={arch!r}"
-            + (f", image size {size}" if size else "")
-            + f". Groups in the file: {sorted(groups)}"
-        )
-    if len({r["group"] for r in rows}) > 1:
-        raise ValueError(
-            "Several devices or image sizes match; choose one with --device / --image-size. "
-            f"Groups: {sorted({r['group'] for r in rows})}"
-        )
-    rows.sort(key=lambda r: -r["extra_info"]["speedup_vs_reference"])
-    ranked = []
-    for r in rows:
-        info = r["extra_info"]
-        med, lo, hi = report._ips_spread(r)
-        ranked.append(
-            Ranked(
-                config=info["config"],
-                label=info["label"],
-                status="finalist",
-                images_per_sec=round(med, 2),
-                q1_images_per_sec=round(lo, 2),
-                q3_images_per_sec=round(hi, 2),
-                speedup=info["speedup_vs_reference"],
-                speedup_ci=info.get("speedup_ci"),
-                rounds=r["stats"]["rounds"],
-                compile_s=info.get("compile_s"),
-                layout=info.get("layout"),
-            )
-        )
-    best = ranked[0]
-    clear = False
-    text = f"{best.label} is the only configuration in the file"
-    if len(ranked) > 1:
-        second = ranked[1]
-        if best.speedup_ci and second.speedup_ci:
-            clear = best.speedup_ci[0] > second.speedup_ci[1] * (1 + TIE_MARGIN)
-        text = (
-            f"{best.label}: {best.speedup:.2f}x the reference against {second.label}'s "
-            f"{second.speedup:.2f}x; "
-            + (
-                "clearly ahead (their intervals do not overlap)"
-                if clear
-                else "not clearly ahead (configurations of a saved run were paired with the "
-                "reference, not with each other)"
-            )
-        )
-    best.status = "winner"
-    w = Workload.from_json(rows[0]["extra_info"]["workload"])
-    header = run.header
-    return PickResult(
-        workload=w.to_json(),
-        key={},
-        ranking=ranked,
-        winner=best.config,
-        decision=text,
-        clearly_ahead=clear,
-        provisional=False,
-        speedup=[best.speedup, *(best.speedup_ci or [None, None])],
-        apply=how_to_apply(Config.from_json(best.config), w),
-        verification=None,
-        machine={**header.get("machine", {}), "tf": header.get("tf"), "keras": header.get("keras")},
-        measured_at=header.get("recorded") or "unknown date",
-        source=f"file {os.fspath(path)}",
-    )

@@ -154,7 +154,7 @@ def default_chart_path(paths) -> str:
 # --- one run ------------------------------------------------------------------------------------
 
 
-def _ips_spread(row) -> tuple:
+def images_per_sec(row) -> tuple:
     """(median, q1, q3) in images/s: the time quartiles turned into throughput."""
     s, info = row["stats"], row["extra_info"]
     images = info["workload"]["batch_size"] * info["config"].get("replicas", 1)
@@ -192,7 +192,7 @@ LEGEND = (
 
 def _cells(row) -> list:
     info = row["extra_info"]
-    med, lo, hi = _ips_spread(row)
+    med, lo, hi = images_per_sec(row)
     eff = info.get("efficiency")
     return [
         info["label"],
@@ -245,19 +245,19 @@ def text_tables(rows, width: int = 100) -> list:
 
 def _spread(row) -> float:
     """Relative spread of a row's throughput: IQR / median."""
-    med, lo, hi = _ips_spread(row)
+    med, lo, hi = images_per_sec(row)
     return (hi - lo) / med
 
 
 def _norm(row) -> Optional[float]:
     ceiling = row["extra_info"].get("ceiling_gflops_per_sec")
-    return None if not ceiling else _ips_spread(row)[0] / ceiling
+    return None if not ceiling else images_per_sec(row)[0] / ceiling
 
 
 def compare(base: dict, other: dict) -> dict:
     """How `other` (a row of another run) differs from `base`: raw and ceiling-normalised ratios,
     and whether the change is real: beyond both runs' spread, raw and normalised alike."""
-    raw = _ips_spread(other)[0] / _ips_spread(base)[0]
+    raw = images_per_sec(other)[0] / images_per_sec(base)[0]
     nb, no = _norm(base), _norm(other)
     normalised = None if nb is None or no is None else no / nb
     noise = max(_spread(base), _spread(other))
@@ -313,7 +313,7 @@ def _across(runs: list, baseline: Optional[str]) -> list:
                 if row is None:
                     out.append("-")
                     continue
-                med = _ips_spread(row)[0]
+                med = images_per_sec(row)[0]
                 norm = _norm(row)
                 text = f"{med:,.1f}" + (f" [{norm:.2f}]" if norm is not None else "")
                 if base_row is not None and row is not base_row:
@@ -400,7 +400,7 @@ def plot(runs: list, path) -> str:
         bar = 0.8 / n
         for j, run in enumerate(machine_runs):
             ys = [i + (j - (n - 1) / 2) * bar for i in range(len(labels))]
-            values = [_ips_spread(configs[lb][j])[0] if j in configs[lb] else 0 for lb in labels]
+            values = [images_per_sec(configs[lb][j])[0] if j in configs[lb] else 0 for lb in labels]
             shades = [
                 "#999999" if lb == REFERENCE_LABEL and n == 1 else colors[j % len(colors)]
                 for lb in labels

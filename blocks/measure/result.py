@@ -1,0 +1,99 @@
+"""What a pick returns: a row per candidate (`Ranked`), the decision and the verified winner
+(`PickResult`, cached as JSON), and how to run the winner in a user's program (`how_to_apply`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+from blocks.archs import ARCHS
+from blocks.measure.runtimes import get as get_runtime
+from blocks.measure.workload import Config, Workload
+
+
+@dataclasses.dataclass
+class Ranked:
+    """One candidate's outcome: its figures, or why it has none."""
+
+    config: dict
+    label: str
+    status: str  # winner, finalist, screened out, could not run, disqualified, not measured
+    images_per_sec: Optional[float] = None
+    q1_images_per_sec: Optional[float] = None
+    q3_images_per_sec: Optional[float] = None
+    speedup: Optional[float] = None  # over the reference, paired rounds
+    speedup_ci: Optional[list] = None
+    rounds: int = 0
+    compile_s: Optional[float] = None
+    reason: Optional[str] = None
+    detail: Optional[str] = None
+    layout: Optional[dict] = None
+
+    @property
+    def variant(self) -> str:
+        return self.config["variant"]
+
+
+@dataclasses.dataclass
+class PickResult:
+    workload: dict
+    key: dict
+    ranking: list
+    winner: Optional[dict]
+    decision: str
+    clearly_ahead: bool
+    provisional: bool
+    speedup: Optional[list]  # [median, low, high] of the winner over the reference
+    apply: dict
+    verification: Optional[dict]
+    machine: dict
+    measured_at: str
+    elapsed_s: float = 0.0
+    notes: list = dataclasses.field(default_factory=list)
+    source: str = "measured"
+
+    @property
+    def winner_config(self) -> Optional[Config]:
+        return None if self.winner is None else Config.from_json(self.winner)
+
+    @property
+    def winner_label(self) -> str:
+        return self.winner_config.label if self.winner else "-"
+
+    def to_json(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["ranking"] = [dataclasses.asdict(r) for r in self.ranking]
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict) -> "PickResult":
+        data = dict(data)
+        data["ranking"] = [Ranked(**r) for r in data["ranking"]]
+        return cls(**data)
+
+
+def how_to_apply(config: Config, workload: Workload) -> dict:
+    """The environment and the three lines of Python that run `config` in a user's program."""
+    runtime = get_runtime(config.runtime)
+    build = f'model = blocks.resnet18("{config.variant}"'
+    if workload.arch != "seed":
+        build += f', arch="{workload.arch}"'
+    if workload.size != ARCHS[workload.arch].input_shape[0]:
+        build += f", input_shape=({workload.size}, {workload.size}, 3)"
+    if workload.dtype_policy != "float32":
+        build += f', dtype_policy="{workload.dtype_policy}"'
+    build += ")"
+    call = "step(images)" if workload.mode == "inference" else "step(images, labels)"
+    return {
+        "variant": config.variant,
+        "execution": config.execution,
+        "runtime": config.runtime,
+        "environment": runtime.exports(),
+        "unset": [k for k, v in runtime.env.items() if v is None],
+        "python": [
+            "import blocks",
+            build,
+            f'step = blocks.compiled_step(model, "{workload.mode}", "{config.execution}")'
+            f"  # then {call}",
+        ],
+    }
