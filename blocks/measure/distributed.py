@@ -28,7 +28,9 @@ from blocks.measure.steps import (
     Step,
     Unsupported,
     build_model,
+    short,
     sync,
+    tf_words,
 )
 from blocks.measure.verify import TOLERANCE, compare_update, random_weights, rel_err, verdict
 from blocks.measure.workload import Config, Workload
@@ -198,7 +200,8 @@ def prepare(workload: Workload, config: Config, *, seed: int = 0, warmup: int = 
     except (tf.errors.OpError, ValueError, TypeError, NotImplementedError) as e:
         message = " ".join(str(e).split())
         raise Unsupported(
-            f"{config.label}: TensorFlow {_compat.TF_VERSION} refuses it: {message[:90]}", message
+            short(f"{config.label}: TensorFlow {_compat.TF_VERSION} refuses it: {tf_words(e)}"),
+            message,
         ) from e
 
     def run():

@@ -10,6 +10,7 @@ inputs on its device and compiles and warms the step up, outside any timed regio
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from typing import Callable, Optional
 
@@ -136,6 +137,26 @@ def inputs(workload: Workload, seed: int = 0, replicas: int = 1) -> tuple:
     x = rng.uniform((n, *workload.input_shape), dtype=tf.float32)
     labels = rng.uniform((n,), 0, ARCHS[workload.arch].num_classes, dtype=tf.int32)
     return x, labels
+
+
+_FRAME = re.compile(r'File "[^"]*", line \d+, in \S+')
+
+
+def tf_words(e: Exception) -> str:
+    """What TensorFlow said, without the graph traceback it prefixes ("Graph execution error:
+    Detected at node ... File ..., line ...") and the node and device-path noise it appends."""
+    text = " ".join(getattr(e, "message", str(e)).split())
+    frames = list(_FRAME.finditer(text))
+    if frames:
+        text = text[frames[-1].end() :]
+    text = re.sub(r"\(defined @ [^)]*\)|\[\[\{\{node [^]]*\]\]|Cf\. https?://\S+", "", text)
+    text = text.replace("/job:localhost/replica:0/task:0/device:", "")
+    return " ".join(text.split()) or " ".join(str(e).split())
+
+
+def short(line: str, limit: int = 120) -> str:
+    """`line` cut to `limit` characters, ending in '...' where cut."""
+    return line if len(line) <= limit else line[: limit - 3].rstrip() + "..."
 
 
 def _unsupported(e: Exception, workload: Workload, config: Config) -> Unsupported:
