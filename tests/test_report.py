@@ -99,6 +99,28 @@ def test_one_run_tables_rank_fastest_first_with_paired_speedups(tmp_path):
     assert "matmul ceiling 120 GFLOP/s" in text
 
 
+def test_strategy_runs_show_scaling_and_each_reason_once(tmp_path):
+    """Under a strategy the table has the scaling efficiency with its interval; a reason that
+    already names its configuration is not prefixed with it a second time."""
+    rows = [row("subclassed · graph · default", 0.5), row("xla · graph · default", 0.4)]
+    for r in rows:
+        r["extra_info"]["label"] += " · mirroredx2"
+    rows[0]["extra_info"].update(scaling_efficiency=0.54, scaling_ci=[0.52, 0.57])
+    path = run_file(tmp_path, rows=rows)
+    data = json.loads(path.read_text())
+    label = "xla · xla · default · mirroredx2"
+    data["resnet_blocks"]["not_run"] = [
+        {"group": rows[0]["group"], "label": label, "reason": f"{label}: TensorFlow refuses it"}
+    ]
+    path.write_text(json.dumps(data))
+    text = report.markdown(report.load_runs([path]))
+    assert "| scaling (95% CI) | layout |" in text
+    assert "| 0.54 (0.52-0.57) | T0 F20/20 |" in text
+    assert "| 1.00x (0.98-1.02) | 50% | 2.0 | 9 | - | T0 F20/20 |" in text  # no scaling figure
+    assert f"not run: {label}: TensorFlow refuses it" in text
+    assert f"{label}: {label}" not in text
+
+
 def test_live_tables_fit_100_columns():
     rows = [
         row("subclassed · graph · default", 0.5),

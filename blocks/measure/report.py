@@ -186,8 +186,23 @@ LEGEND = (
     "speedup: over subclassed · graph · default, from rounds interleaved with it in the same "
     "benchmark (Hodges-Lehmann estimate of the per-round ratios, Wilcoxon 95% CI); eff.: GFLOP/s "
     "over the run's matmul ceiling; layout: T = Transpose ops, F = fused/all Conv2D ops, X = XLA "
-    "clusters in the graph TF ran"
+    "clusters in the graph TF ran; scaling (under a strategy): throughput with N replicas / (N x "
+    "one replica's at the per-replica batch), from paired rounds"
 )
+
+
+def _scaling(info) -> str:
+    """Scaling efficiency: N replicas' throughput over N x one replica's, with its 95% CI."""
+    eff = info.get("scaling_efficiency")
+    if eff is None:
+        return "-"
+    ci = info.get("scaling_ci")
+    return f"{eff:.2f}" + (f" ({ci[0]:.2f}-{ci[1]:.2f})" if ci else "")
+
+
+def _not_run_line(n) -> str:
+    reason = n["reason"]
+    return reason if reason.startswith(n["label"]) else f"{n['label']}: {reason}"
 
 
 def _cells(row) -> list:
@@ -211,13 +226,16 @@ def _single(run: Run) -> list:
         ceiling = members[0]["extra_info"].get("ceiling_gflops_per_sec")
         note = f" (matmul ceiling {ceiling:.0f} GFLOP/s)" if ceiling else ""
         parts.append(f"**{group}**{note}\n")
-        header = HEADER + ["layout"]
+        scaled = any("scaling_efficiency" in r["extra_info"] for r in members)
+        header = HEADER + (["scaling (95% CI)"] if scaled else []) + ["layout"]
         parts.append("| " + " | ".join(header) + " |")
         parts.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
         for r in members:
-            parts.append("| " + " | ".join(_cells(r) + [_layout(r["extra_info"])]) + " |")
+            info = r["extra_info"]
+            cells = _cells(r) + ([_scaling(info)] if scaled else []) + [_layout(info)]
+            parts.append("| " + " | ".join(cells) + " |")
         for n in run.not_run(group):
-            parts.append(f"\nnot run: {n['label']}: {n['reason']}")
+            parts.append(f"\nnot run: {_not_run_line(n)}")
         parts.append("")
     parts.append(LEGEND + "\n")
     return parts
@@ -359,7 +377,7 @@ def plot(runs: list, path) -> str:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as e:
-        raise RuntimeError("The chart needs matplotlib: pip install matplotlib") from e
+        raise RuntimeError(f"The chart needs matplotlib ({e}): pip install matplotlib") from e
     panels = []  # (title, [(label, [values per run]), ...], run labels, not run lines)
     for machine, machine_runs in by_machine(runs).items():
         groups: OrderedDict = OrderedDict()
@@ -372,9 +390,7 @@ def plot(runs: list, path) -> str:
             # One line per configuration and reason, however many runs list it.
             not_run = list(
                 OrderedDict(
-                    (f"{n['label']}: {n['reason']}", None)
-                    for run in machine_runs
-                    for n in run.not_run(group)
+                    (_not_run_line(n), None) for run in machine_runs for n in run.not_run(group)
                 )
             )
             versions = ", ".join(r.version for r in machine_runs)
@@ -401,16 +417,19 @@ def plot(runs: list, path) -> str:
         for j, run in enumerate(machine_runs):
             ys = [i + (j - (n - 1) / 2) * bar for i in range(len(labels))]
             values = [images_per_sec(configs[lb][j])[0] if j in configs[lb] else 0 for lb in labels]
+            scaling = [
+                configs[lb][j]["extra_info"].get("scaling_efficiency") if j in configs[lb] else None
+                for lb in labels
+            ]
             shades = [
                 "#999999" if lb == REFERENCE_LABEL and n == 1 else colors[j % len(colors)]
                 for lb in labels
             ]
             bars = ax.barh(ys, values, height=bar, color=shades, label=_column(run))
-            for b, v in zip(bars, values):
+            for b, v, sc in zip(bars, values, scaling):
                 if v:
-                    ax.text(
-                        v, b.get_y() + b.get_height() / 2, f" {v:,.1f}", va="center", fontsize=7
-                    )
+                    text = f" {v:,.1f}" + (f"  (scaling {sc:.2f})" if sc is not None else "")
+                    ax.text(v, b.get_y() + b.get_height() / 2, text, va="center", fontsize=7)
         ax.set_yticks(range(len(labels)))
         ax.set_yticklabels(
             [f"{lb}  (reference)" if lb == REFERENCE_LABEL else lb for lb in labels], fontsize=7
