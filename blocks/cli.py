@@ -150,7 +150,10 @@ def _print_pick(result, verbose: bool) -> None:
         print("provisional: too few rounds for the statistics; not cached (raise --budget-s)")
     if result.verification:
         v = result.verification
-        checks = "; ".join(f"{k} {e:.2g} <= {t:g}" for k, (e, t) in v.get("checks", {}).items())
+        checks = "; ".join(
+            f"{k} {e:.2g} {'<=' if e <= t else '>'} {t:g}"
+            for k, (e, t) in v.get("checks", {}).items()
+        )
         print(f"verified: {v['text']} ({checks})")
     apply = result.apply
     print("to use it:")
