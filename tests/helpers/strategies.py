@@ -68,8 +68,10 @@ def paths(case: dict, graph: bool) -> set:
             got.add("asymmetric 'same' padding (an even size at stride 2)")
     if projection and case["shortcut_bn"]:
         got.add("projection with shortcut BN")
-    if max(case["channels"], case["filters"]) > 6:
-        got.add("more than 6 channels")
+    if case["channels"] > 6:
+        got.add("more than 6 input channels")
+    if case["filters"] > 6:
+        got.add("more than 6 filters")
     if bn_values >= 8:
         got.add("BN over at least 8 values")
     return got
@@ -85,7 +87,8 @@ PATHS = frozenset(
         "projection with shortcut BN",
         "symmetric padding at stride 2",
         "asymmetric 'same' padding (an even size at stride 2)",
-        "more than 6 channels",
+        "more than 6 input channels",
+        "more than 6 filters",
         "BN over at least 8 values",
         "tf.function",
         "eager",
