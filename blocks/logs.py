@@ -26,6 +26,7 @@ IMPORT_BANNERS = (
     "port.cc:",
     "cpu_feature_guard.cc:",
     "To enable the following instructions:",
+    "cudart_stub.cc:",  # the full `tensorflow` (a GPU build) on a machine without CUDA
 )
 
 
