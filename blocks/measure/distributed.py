@@ -151,8 +151,8 @@ def build(workload: Workload, config: Config, seed: int = 0):
         )
     if config.execution == "xla" and _compat.XLA_STEP_UNDER_STRATEGY_DEADLOCKS:
         raise Unsupported(
-            f"{config.label}: TensorFlow {_compat.TF_VERSION} deadlocks in a jit_compile step "
-            "under a strategy; use execution graph"
+            f"{config.label}: TensorFlow {_compat.TF_VERSION} hangs in jit_compile under a "
+            "strategy; use execution graph"
         )
     global_batch = workload.batch_size * replicas
     x, y = global_inputs(workload, replicas, seed)
