@@ -28,7 +28,6 @@ from blocks.measure.steps import (
     Step,
     Unsupported,
     build_model,
-    short,
     sync,
     tf_words,
 )
@@ -200,7 +199,7 @@ def prepare(workload: Workload, config: Config, *, seed: int = 0, warmup: int = 
     except (tf.errors.OpError, ValueError, TypeError, NotImplementedError) as e:
         message = " ".join(str(e).split())
         raise Unsupported(
-            short(f"{config.label}: TensorFlow {_compat.TF_VERSION} refuses it: {tf_words(e)}"),
+            f"{config.label}: TensorFlow {_compat.TF_VERSION} refuses it: {tf_words(e)}",
             message,
         ) from e
 

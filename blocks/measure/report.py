@@ -416,11 +416,9 @@ def plot(runs: list, path) -> str:
         bar = 0.8 / n
         for j, run in enumerate(machine_runs):
             ys = [i + (j - (n - 1) / 2) * bar for i in range(len(labels))]
-            values = [images_per_sec(configs[lb][j])[0] if j in configs[lb] else 0 for lb in labels]
-            scaling = [
-                configs[lb][j]["extra_info"].get("scaling_efficiency") if j in configs[lb] else None
-                for lb in labels
-            ]
+            rows = [configs[lb].get(j) for lb in labels]
+            values = [images_per_sec(r)[0] if r else 0 for r in rows]
+            scaling = [r["extra_info"].get("scaling_efficiency") if r else None for r in rows]
             shades = [
                 "#999999" if lb == REFERENCE_LABEL and n == 1 else colors[j % len(colors)]
                 for lb in labels

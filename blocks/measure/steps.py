@@ -31,9 +31,14 @@ LEARNING_RATE, MOMENTUM = 0.01, 0.9
 
 class Unsupported(RuntimeError):
     """This device, TF version, runtime or memory cannot run the configuration. The message is one
-    short line; `detail` keeps what TensorFlow said."""
+    short line (cut at LIMIT characters, ending in '...' where cut); `detail` keeps what
+    TensorFlow said."""
+
+    LIMIT = 120
 
     def __init__(self, message: str, detail: str = ""):
+        if len(message) > self.LIMIT:
+            message = message[: self.LIMIT - 3].rstrip() + "..."
         super().__init__(message)
         self.detail = detail
 
@@ -152,11 +157,6 @@ def tf_words(e: Exception) -> str:
     text = re.sub(r"\(defined @ [^)]*\)|\[\[\{\{node [^]]*\]\]|Cf\. https?://\S+", "", text)
     text = text.replace("/job:localhost/replica:0/task:0/device:", "")
     return " ".join(text.split()) or " ".join(str(e).split())
-
-
-def short(line: str, limit: int = 120) -> str:
-    """`line` cut to `limit` characters, ending in '...' where cut."""
-    return line if len(line) <= limit else line[: limit - 3].rstrip() + "..."
 
 
 def _unsupported(e: Exception, workload: Workload, config: Config) -> Unsupported:
