@@ -8,7 +8,8 @@
     blocks.pick()                                     # which variant is fastest here?
 
 The package is in two layers, imports going one way: the model library (`archs`, `layers`,
-`registry`, `variants/`, `models`, `weights`, `checks`, `kernels`, `_compat`) and the measuring
+`registry`, `variants/`, `models`, `weights`, how to run a model: `executions`, `steps` and the
+serving `engines/`, and `checks`, `kernels`, `_compat`) and the measuring
 side (`blocks.measure`: workloads, devices, timing, statistics, workers, pick, cache, report),
 which uses the library. This module names the public API and imports each piece on first use, so
 that `import blocks` (and `python -m blocks --help`) does not load TensorFlow.
@@ -52,7 +53,11 @@ _API = {
     "save_weights": "blocks.weights",
     "pick": "blocks.measure.picker",
     "cached_pick": "blocks.measure.picker",
-    "compiled_step": "blocks.measure.steps",
+    "compiled_step": "blocks.steps",
+    "export": "blocks.engines",
+    "EngineError": "blocks.engines",
+    "ENGINES": "blocks.executions",
+    "EXECUTIONS": "blocks.executions",
     "PickResult": "blocks.measure.result",
     "PickError": "blocks.measure.picker",
     "AutoVariantWarning": "blocks.measure.auto",

@@ -196,3 +196,17 @@ def tf_variable(variable):
     """The tf.Variable behind a Keras variable: Keras 3 wraps one (`.value`); Keras 2's variable is
     one (there `.value` is a method that reads it)."""
     return variable.value if IS_KERAS3 else variable
+
+
+def write_saved_model(model, fn, input_signature, directory: str) -> None:
+    """Write `model`'s variables and `fn` (its inference function) as a SavedModel whose
+    "serve" signature (also the default) takes `input_signature`: Keras's ExportArchive, which
+    Keras 2.13+ and Keras 3 both have (Keras 3's `model.export` is a shortcut for it)."""
+    import contextlib
+    import io
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(name="serve", fn=fn, input_signature=input_signature)
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints the signature it wrote
+        archive.write_out(directory)

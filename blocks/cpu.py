@@ -89,3 +89,11 @@ def describe() -> dict:
         "cores": os.cpu_count(),
         "machine": platform.machine(),
     }
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask; all of them where unknown)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import blocks
-from blocks.measure import steps
+from blocks import steps
 from tests.helpers import precision
 from tests.helpers.hosts import nchw_dtype_reason
 from tests.helpers.runs import network, run

@@ -1,10 +1,8 @@
-"""Compiled steps: what the benchmarks, `pick` and a user's program run, built in this process.
+"""Ready-to-time steps: a workload's model, inputs and compiled step, built in a worker.
 
-`compiled_step(model, mode, execution)` is the public call: the inference step (forward with
-training=False) or the training step (forward, softmax cross-entropy, gradients, SGD with
-momentum; loss scaling under mixed_float16), as a tf.function ("graph"), in one
-tf.function(jit_compile=True) ("xla"), or plain ("eager"). `prepare` builds a workload's model and
-inputs on its device and compiles and warms the step up, outside any timed region.
+How a step is compiled is the library's (`blocks.steps.compiled_step`, `blocks.engines`); here
+`prepare` builds a workload's model and inputs on its device and compiles and warms the step up
+(for a serving engine: exports, converts and loads it), all outside any timed region.
 """
 
 from __future__ import annotations
@@ -17,16 +15,17 @@ from typing import Callable, Optional
 import numpy as np
 import tensorflow as tf
 
-from blocks import _compat, checks
+from blocks import _compat, engines
 from blocks.archs import ARCHS
+from blocks.executions import is_engine
 from blocks.kernels import DeviceError
 from blocks.measure import audit, devices
-from blocks.measure.workload import EXECUTIONS, MODES, Config, Workload
+from blocks.measure.workload import Config, Workload
 from blocks.models import resnet18, resolve_policy
-from blocks.registry import refuse_training
+from blocks.steps import LEARNING_RATE, MOMENTUM, compiled_step, inference_step, train_step
 from blocks.variants import get_variant
 
-LEARNING_RATE, MOMENTUM = 0.01, 0.9
+__all__ = ["LEARNING_RATE", "MOMENTUM", "compiled_step", "inference_step", "train_step"]
 
 
 class Unsupported(RuntimeError):
@@ -43,77 +42,6 @@ class Unsupported(RuntimeError):
         self.detail = detail
 
 
-def train_step(model, dtype_policy: Optional[str] = None) -> Callable:
-    """`step(images, labels)`: forward, softmax cross-entropy, gradients and an SGD-momentum
-    update of `model`; returns the logits. Loss scaling under mixed_float16."""
-    policy = dtype_policy or getattr(model, "dtype_policy_name", None) or "float32"
-    optimizer = _compat.sgd_momentum(
-        LEARNING_RATE, MOMENTUM, loss_scaling=policy == "mixed_float16"
-    )
-    variables = model.trainable_variables
-    _compat.build_optimizer(optimizer, variables)
-
-    def step(images, labels):
-        with tf.GradientTape() as tape:
-            logits = model(images, training=True)
-            loss = tf.reduce_mean(
-                tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-            )
-            scaled = _compat.scale_loss(optimizer, loss)
-        grads = _compat.unscale_gradients(optimizer, tape.gradient(scaled, variables))
-        optimizer.apply_gradients(zip(grads, variables))
-        return logits
-
-    return step
-
-
-def inference_step(model) -> Callable:
-    """`step(images, labels=None)`: the forward pass with training=False; returns the logits."""
-
-    def step(images, labels=None):
-        return model(images, training=False)
-
-    return step
-
-
-def compiled_step(
-    model, mode: str = "inference", execution: Optional[str] = None, dtype_policy=None
-):
-    """The step a configuration runs, for `model` (a `blocks.resnet18(...)`): the way to run a
-    pick's winner is `compiled_step(blocks.resnet18(variant), mode, execution)`.
-
-    Args:
-        model: a model built by `blocks.resnet18` / `blocks.resnet34`.
-        mode: "inference" (`step(images)` returns logits) or "train" (`step(images, labels)`
-            runs one SGD-momentum update and returns the logits).
-        execution: "graph" (tf.function), "xla" (the whole step in one
-            tf.function(jit_compile=True)) or "eager"; default: the picked one for a model built
-            with variant="auto", else "graph".
-        dtype_policy: the model's policy (for loss scaling); default: the model's own.
-
-    Raises:
-        ValueError: an unknown mode or execution.
-        blocks.InferenceOnlyError: mode "train" for an inference-only variant.
-    """
-    checks.choice(mode, MODES, "mode", what="Unknown mode")
-    if execution is None:
-        picked = getattr(model, "picked", None)
-        execution = picked.execution if picked is not None else "graph"
-    checks.choice(execution, EXECUTIONS, "execution", what="Unknown execution")
-    if mode == "train":
-        variant = getattr(model, "variant", None)
-        if variant is not None and not get_variant(variant).trainable:
-            refuse_training(variant)
-        fn = train_step(model, dtype_policy)
-    else:
-        fn = inference_step(model)
-    if execution == "graph":
-        return tf.function(fn)
-    if execution == "xla":
-        return tf.function(fn, jit_compile=True)
-    return fn
-
-
 @dataclasses.dataclass
 class Step:
     """A ready-to-time step: `run()` executes one call and syncs on its result."""
@@ -128,6 +56,8 @@ class Step:
     # step is one XLA computation (TF records no graph for it).
     layout: Optional[dict] = None
     finite: bool = True  # the warm-up's output held no NaN or inf
+    engine: Optional[dict] = None  # a serving engine's versions, threads and settings
+    owner: object = None  # what must live as long as `run` (an engine step's artifacts)
 
 
 def sync(result) -> np.ndarray:
@@ -203,6 +133,8 @@ def prepare(workload: Workload, config: Config, *, seed: int = 0, warmup: int = 
     """
     device = devices.resolve(workload.device)
     get_variant(config.variant)  # an unknown name is the user's ValueError, not Unsupported
+    if is_engine(config.execution):
+        return _prepare_engine(workload, config, device, seed, warmup)
     try:
         with tf.device(device):
             model = build_model(workload, config, seed)
@@ -231,6 +163,39 @@ def prepare(workload: Workload, config: Config, *, seed: int = 0, warmup: int = 
 
     finite = bool(np.all(np.isfinite(out)))
     return Step(workload, config, model, run, compile_s, tuple(out.shape), layout, finite)
+
+
+def _prepare_engine(workload, config, device: str, seed: int, warmup: int) -> Step:
+    """`prepare` for a serving engine: export, conversion, loading and warm-up are `compile_s`."""
+    name = config.execution
+    if "GPU" in device:
+        module = engines.implementation(name)
+        raise Unsupported(f"{name} runs on the CPU here; {module.gpu_note()}")
+    try:
+        with tf.device(device):
+            model = build_model(workload, config, seed)
+            x = inputs(workload, seed)[0].numpy()
+        t0 = time.perf_counter()
+        step = compiled_step(model, "inference", name)
+        out = step(x)  # export, convert, load, first run
+        runner = step.runner(workload.batch_size)
+        for _ in range(max(0, warmup - 1)):
+            out = runner.run(x)
+        compile_s = time.perf_counter() - t0
+    except engines.EngineError as e:
+        raise Unsupported(str(e), e.detail) from e
+    except DeviceError as e:
+        raise Unsupported(str(e), e.detail) from e
+
+    def run():
+        return runner.run(x)
+
+    module = engines.implementation(name)
+    info = {**module.versions(), "threads": runner.threads}
+    finite = bool(np.all(np.isfinite(out)))
+    layout = audit.engine_layout(name, runner.ops)
+    shape = tuple(out.shape)
+    return Step(workload, config, model, run, compile_s, shape, layout, finite, info, step)
 
 
 def matmul_step(device: str, dtype_policy: str, n: int = 3072) -> tuple:

@@ -19,8 +19,8 @@ import tensorflow as tf
 
 from blocks.archs import ARCHS
 from blocks.measure import devices
-from blocks.measure.steps import compiled_step, train_step
 from blocks.models import resnet18
+from blocks.steps import compiled_step, train_step
 from blocks.weights import export_weights, import_weights
 
 # Largest relative error ||a - b|| / max(||b||, floor) against float64, per dtype policy:

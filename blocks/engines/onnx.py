@@ -1,0 +1,73 @@
+"""ONNX Runtime: converted by tf2onnx, run by onnxruntime's CPU execution provider."""
+
+from __future__ import annotations
+
+import collections
+
+import onnx
+import onnxruntime as ort
+import tf2onnx
+
+from blocks.engines import EngineError, Runner
+
+OPSET = 17
+GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider", "ROCMExecutionProvider")
+
+
+# tf2onnx converts the traced function itself (what its command line does after loading a
+# SavedModel), so no SavedModel is written for it.
+FROM_SAVED_MODEL = False
+
+
+def versions() -> dict:
+    return {"onnxruntime": ort.__version__, "tf2onnx": tf2onnx.__version__, "opset": OPSET}
+
+
+def convert(exported, target: str) -> None:
+    proto, _ = tf2onnx.convert.from_function(
+        exported.function, input_signature=[exported.spec], opset=OPSET
+    )
+    # A TensorFlow call tf2onnx could not inline (a jit_compile'd function) stays in the graph as
+    # an op no ONNX runtime has: refuse it here, before anything is written.
+    foreign = sorted(
+        {n.op_type for n in proto.graph.node if not onnx.defs.has(n.op_type, n.domain or "")}
+    )
+    if foreign:
+        raise EngineError(
+            f"tf2onnx {tf2onnx.__version__} left TensorFlow ops it could not convert: "
+            f"{', '.join(foreign)}"
+        )
+    onnx.save(proto, target)
+
+
+def load(path: str, threads: int) -> Runner:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    ops = collections.Counter(n.op_type for n in onnx.load(path).graph.node)
+
+    def run(x):
+        return session.run(None, {name: x})[0]
+
+    return Runner(run, dict(ops), threads)
+
+
+def serving_code(path: str, threads: int) -> list:
+    return [
+        "import onnxruntime as ort",
+        f"options = ort.SessionOptions(); options.intra_op_num_threads = {threads}",
+        f'session = ort.InferenceSession("{path}", options, providers=["CPUExecutionProvider"])',
+        "logits = session.run(None, {session.get_inputs()[0].name: images})[0]",
+    ]
+
+
+def gpu_note() -> str:
+    found = [p for p in ort.get_available_providers() if p in GPU_PROVIDERS]
+    if found:
+        return f"ONNX Runtime GPU providers installed: {', '.join(found)}"
+    return (
+        "ONNX Runtime has no GPU provider here (installed: "
+        f"{', '.join(ort.get_available_providers())}); onnxruntime-gpu brings CUDA and TensorRT"
+    )
