@@ -22,7 +22,9 @@ logs.quiet_tensorflow()
 
 import pytest  # noqa: E402
 
+from blocks.archs import ARCHS  # noqa: E402
 from blocks.checks import DTYPE_POLICIES  # noqa: E402
+from blocks.executions import ENGINES, is_engine  # noqa: E402
 from blocks.measure import devices, lab, report, runtimes, workers  # noqa: E402
 from blocks.measure.workload import (  # noqa: E402
     EXECUTIONS,
@@ -42,8 +44,9 @@ _AXES = {
     "dtype-policies": "comma-separated dtype policies (default: float32, plus each mixed policy "
     "the device runs natively; the others are listed as skipped)",
     "variants": "comma-separated variants (default: every registered variant)",
-    "executions": "comma-separated executions, of graph,xla,eager (default: graph,xla, plus the "
-    "reference variant eagerly)",
+    "executions": "comma-separated executions, of graph,xla,eager,onnx,openvino,litert (default: "
+    "graph,xla, plus the reference variant eagerly and, in inference, run by each serving engine "
+    "installed)",
     "runtimes": "comma-separated runtimes, of default,onednn,no-onednn (default: default; a "
     "runtime equal to TensorFlow's default here is measured once)",
     "strategies": "comma-separated distribution strategies for training, of "
@@ -130,7 +133,7 @@ def matrix(config) -> tuple:
     replicas = config.getoption("replicas")
     if replicas < 2:
         raise pytest.UsageError(f"--replicas takes an int of at least 2; Received: {replicas}")
-    archs = _choices(config, "arch", ["seed", "imagenet"], ["seed"])
+    archs = _choices(config, "arch", list(ARCHS), ["seed"])
     batches = _ints(config, "batch-sizes", [1, 64])
     sizes = _ints(config, "image-size", [None])
     asked = _choices(config, "dtype-policies", DTYPE_POLICIES, None)
@@ -151,15 +154,31 @@ def matrix(config) -> tuple:
                 n = 1 if strategy == "none" else replicas
                 combos = list(itertools.product(variants, executions, measured))
                 if asked_executions is None and REFERENCE.variant in variants:
-                    # Eager, by default for the reference only: how much tf.function gives.
+                    # By default for the reference only: how much tf.function gives (eager), and
+                    # what each serving engine gives (an engine converts the function, which
+                    # every variant computes in the same ops).
                     combos += [(REFERENCE.variant, "eager", r) for r in measured]
+                    if mode == "inference" and strategy == "none":
+                        combos += [(REFERENCE.variant, e, measured[0]) for e in ENGINES]
                 for v, e, r in combos:
-                    rows.append((workload, Config(v, e, r, strategy, n), skip))
+                    if is_engine(e) and (r != measured[0] or strategy != "none"):
+                        continue  # TensorFlow's runtimes do not reach an engine; no strategy
+                    why = skip or _engine_skip(e, mode)
+                    rows.append((workload, Config(v, e, r, strategy, n), why))
             if skip is None and (device, policy) not in {
                 (w.device, w.dtype_policy) for w in ceilings
             }:
                 ceilings.append(workload)
     return rows, ceilings
+
+
+def _engine_skip(execution: str, mode: str):
+    """Why a serving engine's row cannot run (not installed; training), or None."""
+    if not is_engine(execution):
+        return None
+    if mode != "inference":
+        return f"{execution}: runs inference only"
+    return ENGINES[execution].missing()
 
 
 def pytest_configure(config):

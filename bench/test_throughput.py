@@ -79,6 +79,13 @@ def test_resnet18(benchmark, case, bench_lab, ceilings, request):
                 ]
             ),
         )
+    if workload.mode == "inference" and config.strategy == "none":
+        # Is it computing the same thing? Against float64 of the same weights (random ones).
+        check = bench_lab.verify(workload, config)
+        benchmark.extra_info.update(
+            error_vs_float64=max((e for e, _ in check["checks"].values()), default=None),
+            verified=check["passed"],
+        )
     benchmark.extra_info.update(
         workload=workload.to_json(),
         config=config.to_json(),
@@ -98,6 +105,7 @@ def test_resnet18(benchmark, case, bench_lab, ceilings, request):
         global_batch=images,
         compile_s=round(prepared.compile_s, 3),
         layout=prepared.layout,
+        engine=prepared.engine,
         onednn=prepared.onednn,
         device_name=cpu.cpu_model_name() if workload.device.startswith("CPU") else None,
         tf_version=_compat.TF_VERSION,

@@ -163,6 +163,10 @@ def _print_pick(result, verbose: bool) -> None:
         print(f"  {env or unset}  # in the shell, before Python starts (TensorFlow reads it once)")
     for line in apply.get("python", []):
         print(f"  {line}")
+    if apply.get("serve"):
+        print("and in the serving program (the engine alone, nothing of this project):")
+        for line in apply["serve"]:
+            print(f"  {line}")
 
 
 def _pick_options(args) -> dict:
@@ -318,7 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
         "pick",
         help="find the fastest configuration here (variant x execution x runtime), cached",
         description="Time every configuration of ResNet18 here - block variant, execution "
-        "(tf.function, whole-step XLA, eager) and runtime (oneDNN on/off) - in worker processes, "
+        "(tf.function, whole-step XLA, eager, and in inference the serving engines ONNX Runtime, "
+        "OpenVINO and LiteRT where installed) and runtime (oneDNN on/off) - in worker processes, "
         "in interleaved rounds, drop the clearly slower, decide between the best from paired "
         "rounds, verify the winner against a float64 reference, and cache it. A tie goes to the "
         "simplest configuration.",
@@ -330,7 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--executions",
         type=_csv_of(EXECUTIONS),
-        help=f"comma-separated, of {','.join(EXECUTIONS)} (default: all)",
+        help=f"comma-separated, of {','.join(EXECUTIONS)} (default: all; the engines in "
+        "inference only, with the reference variant unless --variants names others)",
     )
     p.add_argument(
         "--runtimes",

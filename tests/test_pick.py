@@ -226,7 +226,8 @@ BAD_ARGUMENTS = [
     (dict(variants=["fast"]), r"Unknown variant.*Received: variant='fast'"),
     (
         dict(executions=["jit"]),
-        r"Invalid execution\. Expected one of \['graph', 'xla', 'eager'\]; Received: execution='jit'",
+        r"Invalid execution\. Expected one of \['graph', 'xla', 'eager', 'onnx', 'openvino', "
+        r"'litert'\]; Received: execution='jit'",
     ),
     (
         dict(runtimes=["mkl"]),

@@ -56,3 +56,15 @@ def run_metadata():
     finally:
         box["metadata"] = context.export_run_metadata()
         context.disable_run_metadata()
+
+
+def engine_layout(engine: str, ops: dict) -> dict:
+    """What a serving engine runs: its op count, convolutions and transposes (by the engine's own
+    op names: ONNX `Conv`, OpenVINO's `Convolution`, LiteRT's `CONV_2D`)."""
+    return {
+        "engine": engine,
+        "ops": sum(ops.values()),
+        "convs": sum(c for op, c in ops.items() if "conv" in op.lower()),
+        "transposes": sum(c for op, c in ops.items() if "transpose" in op.lower()),
+        "op_types": dict(sorted(ops.items())),
+    }

@@ -38,6 +38,7 @@ class Prepared:
     finite: bool
     onednn: Optional[bool]
     flop_per_image: int  # counted in the worker from the model's own layers
+    engine: Optional[dict] = None  # a serving engine's versions, threads and settings
 
 
 @dataclasses.dataclass
@@ -116,6 +117,7 @@ class Lab:
             reply["finite"],
             worker.info.get("onednn"),
             reply["flop_per_image"],
+            reply.get("engine"),
         )
         self._held[name] = (key, prepared)
         return prepared
@@ -124,6 +126,15 @@ class Lab:
         """`config` compiled in the worker (or cluster) of its runtime and strategy; the one that
         worker held before is dropped."""
         return self._hold("config-" + "-".join(map(str, config.process)), workload, config)
+
+    def verify(self, workload: Workload, config: Config) -> dict:
+        """The configuration checked against the float64 reference in its own worker
+        (`verify.check`): {"passed", "checks": {name: [error, tolerance]}, "text"}."""
+        prepared = self.prepare(workload, config)
+        try:
+            return prepared.entrant.worker.call("verify", 1800, key=prepared.entrant.key)
+        except (workers.RequestFailed, workers.WorkerError) as e:
+            return {"passed": False, "checks": {}, "text": f"could not verify: {e}"}
 
     def reference(self, workload: Workload) -> Prepared:
         return self._hold("reference", workload, REFERENCE)

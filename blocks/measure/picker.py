@@ -25,6 +25,7 @@ import time
 from typing import Callable, Optional, Sequence
 
 from blocks import _compat, checks, cpu
+from blocks.executions import ENGINES, TF_EXECUTIONS, is_engine
 from blocks.measure import cache, devices, lab, race, stats, workers
 from blocks.measure.result import PickResult, Ranked, how_to_apply
 from blocks.measure.runtimes import RUNTIMES
@@ -47,7 +48,7 @@ SCREEN_RUNG = 3  # rounds between two successive-halving cuts
 TIE_MARGIN = 0.04
 # How much simpler one configuration is than another, for breaking ties: plain tf.function before
 # eager and XLA, TensorFlow's default runtime before a setting the user must make.
-EXECUTION_COST = {"graph": 0, "eager": 1, "xla": 2}
+EXECUTION_COST = {"graph": 0, "eager": 1, "xla": 2, **{name: 3 for name in ENGINES}}
 RUNTIME_COST = {"default": 0}
 
 
@@ -67,13 +68,18 @@ def make_key(workload: Workload, configs: Sequence[Config]) -> dict:
     """The cache key: device identity, TF and Keras versions, the workload and the candidates
     (variant x execution x runtime x strategy)."""
     identity = devices.describe(workload.device)
-    return {
+    key = {
         "device": {k: identity[k] for k in ("kind", "name", "compute_capability") if k in identity},
         "tf": _compat.TF_VERSION,
         "keras": _compat.KERAS_VERSION,
         "workload": workload.to_json(),
         "candidates": sorted(c.label for c in configs),
     }
+    used = sorted({c.execution for c in configs if is_engine(c.execution)})
+    if used:  # another engine version or thread count is another measurement
+        key["engines"] = {name: ENGINES[name].versions() for name in used}
+        key["engine_threads"] = cpu.usable_cores()
+    return key
 
 
 def default_device() -> str:
@@ -113,9 +119,9 @@ def plan(
     names = list(VARIANTS) if variants is None else [get_variant(v).name for v in variants]
     if not names:
         raise ValueError("Invalid variants. Expected at least one; Received: variants=[]")
-    executions = checks.choices(
-        EXECUTIONS if executions is None else executions, EXECUTIONS, "execution"
-    )
+    if executions is None:  # the serving engines run inference only
+        executions = EXECUTIONS if workload.mode == "inference" else TF_EXECUTIONS
+    executions = checks.choices(executions, EXECUTIONS, "execution")
     runtime_names = list(RUNTIMES) if runtimes is None else [get_runtime(r).name for r in runtimes]
     if not runtime_names:
         raise ValueError("Invalid runtimes. Expected at least one; Received: runtimes=[]")
@@ -135,7 +141,18 @@ def plan(
                 f"Received: strategy={strategy!r} with mode={workload.mode!r}"
             )
         replicas = checks.positive_int(2 if replicas is None else replicas, "replicas")
-    return workload, grid(names, executions, measured, strategy, replicas), equal
+    in_tf = [e for e in executions if not is_engine(e)]
+    configs = grid(names, in_tf, measured, strategy, replicas) if in_tf else []
+    engines = [e for e in executions if is_engine(e)]
+    if engines:
+        # An engine converts the function, which every variant computes in the same ops (their
+        # exports run the same op counts: layout audit), so one variant stands for all: the
+        # reference if it is asked for, else the first asked. TensorFlow's runtime settings do
+        # not reach an engine: one runtime.
+        variant = REFERENCE.variant if REFERENCE.variant in names else names[0]
+        runtime = "default" if "default" in measured else measured[0]
+        configs += grid([variant], engines, [runtime])
+    return workload, configs, equal
 
 
 def cached_pick(device=None, **options) -> Optional[PickResult]:
@@ -161,6 +178,7 @@ class _Candidate:
     detail: str = ""
     compile_s: Optional[float] = None
     layout: Optional[dict] = None
+    engine: Optional[dict] = None
     entrant: Optional[race.Entrant] = None  # while it races
     screen: dict = dataclasses.field(default_factory=dict)
     final: dict = dataclasses.field(default_factory=dict)
@@ -258,7 +276,7 @@ class _Pick:
         self.configs = configs
         # Execution order: graph first, eager last, so that a short budget compiles the likelier
         # winners; the reference always runs, as the anchor every speedup is measured against.
-        rank = {e: i for i, e in enumerate(("graph", "xla", "eager"))}
+        rank = {e: i for i, e in enumerate(("graph", *ENGINES, "xla", "eager"))}
         ordered = sorted(configs, key=lambda c: (rank[c.execution], configs.index(c)))
         self.candidates = [_Candidate(c) for c in ordered]
         self.reference = next((c for c in self.candidates if c.config == REFERENCE), None)
@@ -275,8 +293,13 @@ class _Pick:
 
     def _refuse_statically(self) -> None:
         for c in self.candidates:
+            execution = c.config.execution
             if self.workload.mode == "train" and not VARIANTS[c.config.variant].trainable:
                 c.status, c.reason = "could not run", f"{c.config.variant}: inference-only"
+            elif is_engine(execution) and self.workload.mode != "inference":
+                c.status, c.reason = "could not run", f"{execution}: runs inference only"
+            elif is_engine(execution) and ENGINES[execution].missing():
+                c.status, c.reason = "could not run", ENGINES[execution].missing()
 
     def _start(self, name: str, config: Config):
         worker = self.pool.start_for(name, config)
@@ -298,7 +321,7 @@ class _Pick:
         except workers.RequestFailed as e:
             c.status, c.reason, c.detail = "could not run", str(e), e.detail
             return
-        c.compile_s, c.layout = reply["compile_s"], reply["layout"]
+        c.compile_s, c.layout, c.engine = reply["compile_s"], reply["layout"], reply.get("engine")
         c.entrant = race.Entrant(
             c.config.label, worker, c.config.label, reply["calls"], reply["call_s"]
         )
@@ -347,8 +370,15 @@ class _Pick:
                     return
                 done[0] += 1
 
+        def first(item):  # the reference's group, then the engines' (one candidate each, the
+            # likeliest winners at small batches), then the rest, each in candidate order
+            members = item[1]
+            if any(c is self.reference for c in members):
+                return 0
+            return 1 if is_engine(members[0].config.execution) else 2
+
         ex = concurrent.futures.ThreadPoolExecutor(max_workers=2)
-        futures = [ex.submit(work, name, members) for name, members in groups.items()]
+        futures = [ex.submit(work, n, m) for n, m in sorted(groups.items(), key=first)]
         try:
             for f in futures:
                 f.result()
@@ -420,12 +450,11 @@ class _Pick:
             for c in ranked:
                 if c not in finalists and c is not self.reference:
                     c.status, c.reason = "screened out", "not among the fastest screened"
-            self.pool.close()  # screening workers go; finalists get fresh processes
             # The reference first: every speedup is measured against it.
             finals = ([self.reference] if self.reference else []) + finalists
-            for c in finals:
-                c.status, c.entrant = "pending", None
-            self._compile_all(finals, per_process=True, until=clock.at(0.75), base=0.65, span=0.1)
+            self._fresh_processes(finals)
+            pending = [c for c in finals if c.status == "pending"]
+            self._compile_all(pending, per_process=True, until=clock.at(0.75), base=0.65, span=0.1)
         else:
             self._compile_all(pending, per_process=True, until=clock.at(0.6), base=0.0, span=0.6)
         finals = [c for c in self.candidates if c.status == "ready"]
@@ -455,6 +484,24 @@ class _Pick:
         if use_cache and not result.provisional and result.winner is not None:
             cache.store(result.key, result.to_json())
         return result
+
+    def _fresh_processes(self, finals: list) -> None:
+        """Finalists get a process of their own: a screening worker that held one candidate only
+        (an engine's) keeps it and its compiled step; every other screening worker goes."""
+        holders: dict = {}
+        for c in self.candidates:
+            if c.entrant is not None:
+                holders.setdefault(id(c.entrant.worker), []).append(c)
+        keep = set()
+        for c in finals:
+            if c.entrant is not None and len(holders[id(c.entrant.worker)]) == 1:
+                keep.add(id(c.entrant.worker))
+                c.entrant.times = {}
+            else:
+                c.status, c.entrant = "pending", None
+        for name, worker in list(self.pool.workers.items()):
+            if id(worker) not in keep:
+                self.pool.close(name)
 
     def _nothing_ran(self) -> PickError:
         reasons = "; ".join(f"{c.config.label}: {c.reason}" for c in self.candidates if c.reason)
@@ -504,6 +551,7 @@ class _Pick:
             reason=c.reason,
             detail=c.detail or None,
             layout=c.layout,
+            engine=c.engine,
         )
         if times:
             t = stats.throughput(list(times.values()), self.workload.batch_size * c.config.replicas)
@@ -546,7 +594,7 @@ class _Pick:
             clearly_ahead=bool(decision and decision.clearly_ahead),
             provisional=bool(decision is None or decision.provisional),
             speedup=speedup,
-            apply=how_to_apply(winner.config, self.workload) if winner else {},
+            apply=how_to_apply(winner.config, self.workload, winner.engine) if winner else {},
             verification=verification,
             machine={**machine, **self.versions},
             measured_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

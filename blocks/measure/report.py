@@ -176,6 +176,8 @@ def _layout(info) -> str:
         return "XLA step"
     if not layout:
         return "-"
+    if "engine" in layout:  # a serving engine's own ops
+        return f"{layout['ops']} ops, {layout['convs']} conv, T{layout['transposes']}"
     convs = layout["fused_convs"] + layout["unfused_convs"]
     text = f"T{layout['transposes']} F{layout['fused_convs']}/{convs}"
     return text + (f" X{layout['xla_clusters']}" if layout.get("xla_clusters") else "")
@@ -186,7 +188,8 @@ LEGEND = (
     "speedup: over subclassed · graph · default, from rounds interleaved with it in the same "
     "benchmark (Hodges-Lehmann estimate of the per-round ratios, Wilcoxon 95% CI); eff.: GFLOP/s "
     "over the run's matmul ceiling; layout: T = Transpose ops, F = fused/all Conv2D ops, X = XLA "
-    "clusters in the graph TF ran; scaling (under a strategy): throughput with N replicas / (N x "
+    "clusters in the graph TF ran, or for a serving engine the ops (and convolutions) it runs; "
+    "scaling (under a strategy): throughput with N replicas / (N x "
     "one replica's at the per-replica batch), from paired rounds"
 )
 

@@ -7,6 +7,7 @@ import dataclasses
 from typing import Optional
 
 from blocks.archs import ARCHS
+from blocks.executions import ENGINES, is_engine
 from blocks.measure.runtimes import get as get_runtime
 from blocks.measure.workload import Config, Workload
 
@@ -28,6 +29,7 @@ class Ranked:
     reason: Optional[str] = None
     detail: Optional[str] = None
     layout: Optional[dict] = None
+    engine: Optional[dict] = None  # a serving engine's versions, threads and settings
 
     @property
     def variant(self) -> str:
@@ -72,8 +74,10 @@ class PickResult:
         return cls(**data)
 
 
-def how_to_apply(config: Config, workload: Workload) -> dict:
-    """The environment and the three lines of Python that run `config` in a user's program."""
+def how_to_apply(config: Config, workload: Workload, engine: Optional[dict] = None) -> dict:
+    """The environment and the lines of Python that run `config` in a user's program; for a
+    serving engine, the export and the engine's own loading code (`serve`), which needs nothing
+    of this project."""
     runtime = get_runtime(config.runtime)
     build = f'model = blocks.resnet18("{config.variant}"'
     if workload.arch != "seed":
@@ -84,7 +88,7 @@ def how_to_apply(config: Config, workload: Workload) -> dict:
         build += f', dtype_policy="{workload.dtype_policy}"'
     build += ")"
     call = "step(images)" if workload.mode == "inference" else "step(images, labels)"
-    return {
+    out = {
         "variant": config.variant,
         "execution": config.execution,
         "runtime": config.runtime,
@@ -97,3 +101,18 @@ def how_to_apply(config: Config, workload: Workload) -> dict:
             f"  # then {call}",
         ],
     }
+    if is_engine(config.execution):
+        from blocks import engines
+
+        spec = ENGINES[config.execution]
+        path = f"resnet18-{workload.arch}-b{workload.batch_size}{spec.suffixes[0]}"
+        threads = (engine or {}).get("threads") or 1
+        out["environment"], out["unset"] = [], []  # TensorFlow's settings do not reach it
+        out["python"] = [
+            "import blocks",
+            build + "  # and your weights: blocks.load_weights(model, path)",
+            f'blocks.export(model, "{config.execution}", "{path}", '
+            f"batch_size={workload.batch_size})",
+        ]
+        out["serve"] = engines.implementation(config.execution).serving_code(path, threads)
+    return out

@@ -66,6 +66,7 @@ class Server:
             "output_shape": list(step.output_shape),
             "finite": step.finite,
             "flop_per_image": flops.flops_per_image(step.model, workload.mode),
+            "engine": step.engine,
         }
 
     def op_time(self, request) -> dict:

@@ -17,10 +17,9 @@ from typing import Optional, Sequence
 
 from blocks import checks
 from blocks.archs import ARCHS
+from blocks.executions import EXECUTIONS, MODES, is_engine
 
-MODES = ("inference", "train")
-# graph: tf.function; xla: the whole step in one tf.function(jit_compile=True); eager: plain calls.
-EXECUTIONS = ("graph", "xla", "eager")
+__all__ = ["EXECUTIONS", "MODES", "STRATEGIES", "REFERENCE", "Config", "Workload", "grid", "group"]
 # none: one device; mirrored: MirroredStrategy over local devices (GPUs, or logical CPUs);
 # multiworker: MultiWorkerMirroredStrategy over worker processes on this host.
 STRATEGIES = ("none", "mirrored", "multiworker")
@@ -84,7 +83,8 @@ class Config:
     Attributes:
         variant: a registered block variant.
         execution: "graph" (tf.function), "xla" (the whole step in one
-            tf.function(jit_compile=True)) or "eager".
+            tf.function(jit_compile=True)), "eager", or a serving engine ("onnx", "openvino",
+            "litert": inference only, see `blocks.executions`).
         runtime: a name of `blocks.measure.runtimes.RUNTIMES`: process-level settings
             TensorFlow reads at import ("default", "onednn", "no-onednn").
         strategy: "none", "mirrored" or "multiworker" (training only).
@@ -105,6 +105,11 @@ class Config:
         checks.choice(self.execution, EXECUTIONS, "execution", what="Unknown execution")
         checks.choice(self.strategy, STRATEGIES, "strategy", what="Unknown strategy")
         checks.positive_int(self.replicas, "replicas")
+        if is_engine(self.execution) and self.strategy != "none":
+            raise ValueError(
+                f"Invalid strategy for execution {self.execution!r}. A serving engine runs "
+                f"inference on one device; Expected strategy='none'; Received: {self.strategy!r}"
+            )
         if self.strategy == "none" and self.replicas != 1:
             raise ValueError(
                 "Invalid replicas. Expected 1 without a distribution strategy; "
@@ -121,8 +126,12 @@ class Config:
 
     @property
     def process(self) -> tuple:
-        """What needs a process of its own: the runtime and the strategy's device layout."""
-        return (self.runtime, self.strategy, self.replicas)
+        """What needs a process of its own: the runtime and the strategy's device layout; and
+        each serving engine's candidate, alone (engines start thread pools of their own, kept
+        out of the processes that time TensorFlow and each other: bench/record_coresidency.py),
+        which also lets a finalist keep the process it was screened in."""
+        engine = (self.execution, self.variant) if is_engine(self.execution) else ()
+        return (self.runtime, self.strategy, self.replicas, *engine)
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
