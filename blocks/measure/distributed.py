@@ -23,8 +23,6 @@ from blocks import _compat
 from blocks.archs import ARCHS
 from blocks.kernels import DeviceError
 from blocks.measure.steps import (
-    LEARNING_RATE,
-    MOMENTUM,
     Step,
     Unsupported,
     build_model,
@@ -34,6 +32,7 @@ from blocks.measure.steps import (
 from blocks.measure.verify import TOLERANCE, compare_update, random_weights, rel_err, verdict
 from blocks.measure.workload import Config, Workload
 from blocks.models import resnet18
+from blocks.steps import LEARNING_RATE, MOMENTUM
 from blocks.variants import get_variant
 from blocks.weights import canonical_variables, export_weights, import_weights
 

@@ -22,10 +22,8 @@ from blocks.kernels import DeviceError
 from blocks.measure import audit, devices
 from blocks.measure.workload import Config, Workload
 from blocks.models import resnet18, resolve_policy
-from blocks.steps import LEARNING_RATE, MOMENTUM, compiled_step, inference_step, train_step
+from blocks.steps import compiled_step
 from blocks.variants import get_variant
-
-__all__ = ["LEARNING_RATE", "MOMENTUM", "compiled_step", "inference_step", "train_step"]
 
 
 class Unsupported(RuntimeError):
