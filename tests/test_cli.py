@@ -33,6 +33,9 @@ def test_list_is_quiet_unless_verbose():
     assert out.returncode == 0, out.stderr
     for name, variant in blocks.VARIANTS.items():
         assert f"{name} " in out.stdout and variant.summary in out.stdout
+    for name, engine in blocks.ENGINES.items():  # each engine: its versions, or what to install
+        line = next(ln for ln in out.stdout.splitlines() if ln.startswith(f"{name} "))
+        assert (engine.missing() or engine.distributions[0]) in line
     assert out.stderr == "", f"TensorFlow's log lines leaked: {out.stderr[:300]}"
     loud = _cli("--verbose", "list", env=env)
     assert loud.returncode == 0 and loud.stdout == out.stdout

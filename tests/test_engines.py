@@ -277,3 +277,12 @@ def test_the_imagenet_arch_exports(name):
     images = rng.normal(size=(1, 224, 224, 3)).astype(np.float32)
     reference, _ = numpy_resnet.resnet_forward(params, images, "imagenet")
     assert rel(blocks.compiled_step(model, "inference", name)(images), reference) <= 1e-5
+
+
+@pytest.mark.parametrize("name", list(ENGINES))
+def test_on_paper_each_engine_says_what_it_has_for_a_gpu(name):
+    """No machine here has a GPU: each engine names its GPU providers where installed, else why
+    there are none, in one line (what a pick on a GPU device lists)."""
+    installed(name)
+    note = engines.implementation(name).gpu_note()
+    assert "GPU" in note and "\n" not in note

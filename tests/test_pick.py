@@ -18,6 +18,7 @@ import pytest
 
 import blocks
 from blocks import cpu
+from blocks.executions import ENGINES
 from blocks.measure import cache, lab, picker, saved, stats
 from blocks.measure.result import PickResult, how_to_apply
 from blocks.measure.workload import REFERENCE, Config
@@ -117,6 +118,29 @@ def test_a_pick_races_configurations_and_verifies_the_winner():
         assert again.winner == result.winner
     other = picker.cached_pick(variants=["subclassed"], runtimes=["default"], **TINY)
     assert other is None  # another candidate space is another key
+
+
+@pytest.mark.exhaustive  # an engine's conversion takes seconds
+def test_a_pick_races_a_serving_engine_in_a_worker_and_verifies_it():
+    name = next((n for n in ENGINES if ENGINES[n].missing() is None), None)
+    if name is None:
+        pytest.skip("no serving engine installed: pip install 'resnet-blocks[serve]'")
+    result = picker.pick(
+        variants=["subclassed"],
+        executions=["graph", name],
+        runtimes=["default"],
+        budget_s=ROOMY_S,
+        batch_size=1,
+        image_size=8,
+    )
+    row = _row(result, f"subclassed · {name} · default")
+    assert row.status in ("winner", "finalist") and row.rounds >= 1
+    assert row.engine["threads"] == cpu.usable_cores() and row.compile_s > 0
+    assert row.layout["engine"] == name and row.layout["convs"] == 20
+    assert result.key["engines"][name] == ENGINES[name].versions()
+    assert result.verification["passed"]
+    if result.winner_config.execution == name:
+        assert result.apply["serve"] and result.apply["environment"] == []
 
 
 @pytest.mark.exhaustive  # process faults: the same on every TensorFlow, so checked once

@@ -161,6 +161,14 @@ def test_decide_clear_tie_and_provisional():
     )
     assert (d.winner, d.clearly_ahead) == ("functional", False) and d.tied == ("xla", "functional")
     assert "tie" in d.text and "simplest, functional" in d.text
+    # Equally simple and tied (two serving engines): the faster measured wins, not the name.
+    d = stats.decide(
+        {"b-engine": fast, "a-engine": same},
+        order={"b-engine": 1.0, "a-engine": 1.0001},
+        complexity={"b-engine": 3, "a-engine": 3},
+        margin=0.03,
+    )
+    assert d.tied == ("b-engine", "a-engine") and d.winner == "b-engine"
     short = {
         k: {i: v for i, v in s.items() if i < 4}
         for k, s in {"xla": fast, "subclassed": slow}.items()

@@ -1,8 +1,10 @@
 """`blocks.pick`: the fastest configuration here (variant x execution x runtime), verified.
 
 1. Candidates: every (variant, execution, runtime) asked for; a runtime that equals another here
-   (TensorFlow's default is oneDNN on or off by CPU) is measured once. Combinations that cannot
-   run (an inference-only variant in training, a missing kernel) are listed with a one-line reason.
+   (TensorFlow's default is oneDNN on or off by CPU) is measured once. In inference the serving
+   engines are candidates too, each converting one variant. Combinations that cannot run (an
+   inference-only variant in training, a missing kernel, an engine not installed or whose
+   converter fails) are listed with a one-line reason.
 2. Screen: one worker process per runtime compiles its candidates; interleaved rounds across all
    workers (`race`) drop those clearly slower than the best (successive halving).
 3. Final: the few best and the reference (subclassed, graph, default runtime) each get a fresh

@@ -67,6 +67,7 @@ def pick_from_benchmarks(path, device=None, **options) -> PickResult:
                 rounds=r["stats"]["rounds"],
                 compile_s=info.get("compile_s"),
                 layout=info.get("layout"),
+                engine=info.get("engine"),
             )
         )
     best = ranked[0]
@@ -98,7 +99,7 @@ def pick_from_benchmarks(path, device=None, **options) -> PickResult:
         clearly_ahead=clear,
         provisional=False,
         speedup=[best.speedup, *(best.speedup_ci or [None, None])],
-        apply=how_to_apply(Config.from_json(best.config), w),
+        apply=how_to_apply(Config.from_json(best.config), w, best.engine),
         verification=None,
         machine={**header.get("machine", {}), "tf": header.get("tf"), "keras": header.get("keras")},
         measured_at=header.get("recorded") or "unknown date",

@@ -139,8 +139,9 @@ def decide(
     `order`: a score per candidate, lower is faster (e.g. the median ratio to a reference); the
     fastest is the lowest. It is *clearly ahead* if the runner-up's time ratio to it lies above
     1 + `margin` with `confidence`; otherwise every candidate whose interval against the fastest
-    reaches 1 + margin is tied with it, and the simplest of those (lowest `complexity`, then name)
-    wins. `margin` is the difference too small to matter (see picker.TIE_MARGIN). Fewer paired
+    reaches 1 + margin is tied with it, and the simplest of those (lowest `complexity`; among
+    equally simple ones, such as two serving engines, the faster by `order`) wins. `margin` is
+    the difference too small to matter (see picker.TIE_MARGIN). Fewer paired
     rounds than MIN_ROUNDS make the decision provisional.
     """
     names = sorted(samples, key=lambda n: (order[n], n))
@@ -161,7 +162,7 @@ def decide(
         )
         return Decision(fastest, fastest, True, provisional, runner, vs, (fastest,), text)
     tied = tuple([fastest] + [n for n in names[1:] if not versus[n].low > 1.0 + margin])
-    winner = min(tied, key=lambda n: (complexity.get(n, 99), n))
+    winner = min(tied, key=lambda n: (complexity.get(n, 99), order[n], n))
     if provisional:
         text = (
             f"provisional: {vs.rounds} paired rounds, fewer than the {MIN_ROUNDS} a {level} "
