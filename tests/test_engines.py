@@ -249,19 +249,26 @@ def test_the_printed_lines_run_the_engine_in_fresh_processes(name, tmp_path):
 
 
 @pytest.mark.exhaustive
-@pytest.mark.parametrize("variant", ["functional", "folded", "nchw"])
+# (nchw builds only where oneDNN gives NCHW kernels; its engine exports are not checked here.)
+@pytest.mark.parametrize("variant", ["functional", "folded", "xla"])
 @pytest.mark.parametrize("name", list(ENGINES))
 def test_every_variant_exports_the_same_function(name, variant, seeded, tmp_path):
     installed(name)
     _, images, reference = seeded
     model = blocks.resnet18(variant)
     blocks.import_weights(model, blocks.export_weights(seeded[0]))
-    try:
-        step = blocks.compiled_step(model, "inference", name)
-        logits = step(images)
-    except blocks.DeviceError as e:
-        pytest.skip(str(e))
+    if (name, variant) == ("onnx", "xla"):  # tf2onnx 1.17 leaves the jit_compile'd blocks
+        with pytest.raises(engines.EngineError, match="StatefulPartitionedCall"):
+            blocks.compiled_step(model, "inference", name)(images)
+        return
+    step = blocks.compiled_step(model, "inference", name)
+    logits = step(images)
     assert rel(logits, reference) <= 1e-5
+    # The layout audit: the converter leaves the same ops as for the reference variant (for
+    # folded: its per-call BN fold became constants).
+    same = blocks.compiled_step(seeded[0], "inference", name)
+    same(images)
+    assert step.runners[BATCH].ops == same.runners[BATCH].ops
 
 
 @pytest.mark.exhaustive
