@@ -197,7 +197,8 @@ class EngineStep:
     def __init__(self, model, name: str, threads: Optional[int] = None):
         implementation(name)  # not installed: one line, now rather than at the first call
         _check_engine_model(model, name)
-        checks.positive_int(threads, "threads") if threads is not None else None
+        if threads is not None:
+            checks.positive_int(threads, "threads")
         self.model, self.engine = model, name
         self.threads = threads or default_threads()
         self.runners: dict = {}  # batch size -> Runner
