@@ -375,6 +375,7 @@ def _cli(*args, timeout=600, **popen):
     )
 
 
+@pytest.mark.exhaustive  # the command line's rendering and cache: the same on every TensorFlow
 def test_cli_pick_then_cached():
     # Samples of 0.25 s here (a command line has its own process): a budget of 20 s leaves room
     # for several seconds of final rounds, 0.5 s each, after the two workers start and compile.

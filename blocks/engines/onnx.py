@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import collections
+import os
+import tempfile
 
 import onnx
 import onnxruntime as ort
@@ -44,9 +46,14 @@ def load(path: str, threads: int) -> Runner:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    # What ONNX Runtime runs is its optimised graph (BN and ReLU fused into the convolutions),
+    # not the file: it writes that graph once, for the layout audit.
+    with tempfile.TemporaryDirectory(prefix="blocks-ort-") as scratch:
+        options.optimized_model_filepath = os.path.join(scratch, "optimized.onnx")
+        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        optimized = onnx.load(options.optimized_model_filepath)
     name = session.get_inputs()[0].name
-    ops = collections.Counter(n.op_type for n in onnx.load(path).graph.node)
+    ops = collections.Counter(n.op_type for n in optimized.graph.node)
 
     def run(x):
         return session.run(None, {name: x})[0]

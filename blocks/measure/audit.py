@@ -60,7 +60,7 @@ def run_metadata():
 
 def engine_layout(engine: str, ops: dict) -> dict:
     """What a serving engine runs: its op count, convolutions and transposes (by the engine's own
-    op names: ONNX `Conv`, OpenVINO's `Convolution`, LiteRT's `CONV_2D`)."""
+    op names: ONNX Runtime's optimised graph, OpenVINO's executed layers, LiteRT's ops)."""
     return {
         "engine": engine,
         "ops": sum(ops.values()),
