@@ -164,6 +164,7 @@ def test_crashing_and_hanging_workers_get_their_reason_and_the_others_go_on():
     assert result.winner_label == "subclassed · graph · default"
 
 
+@pytest.mark.exhaustive  # worker faults: the same on every TensorFlow
 @pytest.mark.skipif(not cpu.is_x86_64(), reason="oneDNN's on/off switch is x86-64's")
 def test_a_runtime_whose_candidates_all_fail():
     result = picker.pick(
@@ -439,6 +440,23 @@ def test_cli_usage_errors_before_tensorflow_loads(args, message):
     )
     assert out.returncode == 2 and message in out.stderr
     assert " tensorflow" not in out.stderr, "TensorFlow was imported for a usage error"
+
+
+def test_a_worker_whose_parent_is_already_gone_exits_at_once():
+    """A pick killed while its workers were still starting: each worker compares its parent with
+    the PID the pick gave it, before TensorFlow loads (getppid() alone would name whoever adopted
+    the orphan, and the worker would load TensorFlow for nobody)."""
+    from blocks.measure.worker import PARENT_VAR
+
+    env = dict(os.environ, **{PARENT_VAR: "1"})  # not this worker's parent: it is gone
+    done = subprocess.run(
+        [sys.executable, "-m", "blocks.measure.worker"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == 3 and done.stdout == b""
 
 
 @pytest.mark.exhaustive  # signals and process groups: the same on every TensorFlow

@@ -26,6 +26,13 @@ import threading
 import time
 import traceback
 
+# Modules a worker imports after TensorFlow, comma-separated: those that register the variants it
+# must build beyond the built-in ones (a variant registered in a user's module is unknown to a
+# fresh process until that module is imported there too).
+IMPORTS_VAR = "RESNET_BLOCKS_IMPORTS"
+# The PID of the process that started the worker, which the worker must not outlive.
+PARENT_VAR = "RESNET_BLOCKS_WORKER_PARENT"
+
 
 def _watch_parent(parent: int) -> None:
     while True:
@@ -50,7 +57,9 @@ def _die_with_parent() -> None:
 
 
 def main() -> int:
-    parent = os.getppid()
+    # The process that started this one, as it said (it may have died before this line ran, and
+    # getppid() would then name whoever adopted the orphan).
+    parent = int(os.environ.get(PARENT_VAR) or os.getppid())
     _die_with_parent()
     if os.getppid() != parent:  # the parent died before the kernel was told
         return 3
@@ -67,7 +76,6 @@ def main() -> int:
 
     distributed.configure_process()  # before anything initialises TensorFlow's devices
     from blocks.measure.server import Server
-    from blocks.measure.workers import IMPORTS_VAR
 
     for module in filter(None, os.environ.get(IMPORTS_VAR, "").split(",")):
         importlib.import_module(module)  # registers the variants it defines

@@ -23,13 +23,8 @@ import time
 from typing import Optional
 
 from blocks.measure import distributed, runtimes
+from blocks.measure.worker import IMPORTS_VAR, PARENT_VAR
 from blocks.variants import VARIANTS
-
-# Modules a worker imports after TensorFlow, comma-separated: those that register the variants it
-# must build beyond the built-in ones (a variant registered in a user's module is unknown to a
-# fresh process until that module is imported there too).
-IMPORTS_VAR = "RESNET_BLOCKS_IMPORTS"
-
 
 # Every worker is started from this one thread, which lives as long as the process: a worker asks
 # the kernel to kill it when its parent dies (PR_SET_PDEATHSIG, see `worker`), and Linux counts the
@@ -89,6 +84,7 @@ class Worker:
         environ.update(env or {})
         if imports:
             environ[IMPORTS_VAR] = ",".join(imports)
+        environ[PARENT_VAR] = str(os.getpid())
         self._stderr = tempfile.TemporaryFile()
         self.proc = _spawn(
             [*prefix, sys.executable, "-m", "blocks.measure.worker"],
