@@ -99,6 +99,7 @@ needs_netns = pytest.mark.skipif(
 )
 
 
+@pytest.mark.exhaustive  # two TensorFlow processes and a cluster: 32 s on 2 cores
 @needs_netns
 def test_multiworker_cluster_of_two_processes(tag, errors):
     config = Config("subclassed", "graph", "default", "multiworker", 2)
