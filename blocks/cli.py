@@ -129,11 +129,7 @@ def _print_pick(result, verbose: bool) -> None:
             continue
         rank += 1
         iqr = f"{r.q1_images_per_sec:,.1f}-{r.q3_images_per_sec:,.1f}"
-        speed = "-"
-        if r.speedup is not None:
-            speed = f"{r.speedup:.2f}x"
-            if r.speedup_ci:
-                speed += f" ({r.speedup_ci[0]:.2f}-{r.speedup_ci[1]:.2f})"
+        speed = r.speedup_text()
         mark = {"winner": "*", "reference": "=", "screened out": "~", "disqualified": "!"}
         flag = mark.get(r.status, " ")
         print(

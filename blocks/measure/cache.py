@@ -140,3 +140,17 @@ def store(key: dict, entry: dict) -> bool:
         )
         return False
     return True
+
+
+def entries() -> list:
+    """Every (key, entry) in the cache, keys as dicts; empty for a missing or unreadable cache."""
+    data = _read(path(), set_aside=False) or _empty()
+    out = []
+    for text, entry in data["entries"].items():
+        try:
+            key = json.loads(text)
+        except ValueError:
+            continue
+        if isinstance(key, dict) and isinstance(entry, dict):
+            out.append((key, entry))
+    return out

@@ -161,12 +161,16 @@ def images_per_sec(row) -> tuple:
     return images / s["median"], images / s["q3"], images / s["q1"]
 
 
-def _speedup(info) -> str:
+def _speedup(row) -> str:
+    info = row["extra_info"]
     if info.get("speedup_vs_reference") is None:
         return "-"
     text = f"{info['speedup_vs_reference']:.2f}x"
     ci = info.get("speedup_ci")
-    return text + (f" ({ci[0]:.2f}-{ci[1]:.2f})" if ci else "")
+    if ci:
+        return text + f" ({ci[0]:.2f}-{ci[1]:.2f})"
+    n = row["stats"]["rounds"]  # each round paired with the reference's
+    return text + f" provisional ({n} round{'s' if n != 1 else ''})"
 
 
 def _layout(info) -> str:
@@ -216,7 +220,7 @@ def _cells(row) -> list:
         info["label"],
         f"{med:,.1f}",
         f"{lo:,.1f}-{hi:,.1f}",
-        _speedup(info),
+        _speedup(row),
         f"{100 * eff:.0f}%" if eff is not None else "-",
         f"{info['compile_s']:.1f}",
         str(row["stats"]["rounds"]),

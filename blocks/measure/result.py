@@ -9,7 +9,7 @@ from typing import Optional
 from blocks.archs import ARCHS
 from blocks.executions import ENGINES, is_engine
 from blocks.measure.runtimes import get as get_runtime
-from blocks.measure.workload import Config, Workload
+from blocks.measure.workload import REFERENCE, Config, Workload
 
 
 @dataclasses.dataclass
@@ -23,7 +23,8 @@ class Ranked:
     q1_images_per_sec: Optional[float] = None
     q3_images_per_sec: Optional[float] = None
     speedup: Optional[float] = None  # over the reference, paired rounds
-    speedup_ci: Optional[list] = None
+    speedup_ci: Optional[list] = None  # None: fewer paired rounds than an interval needs
+    speedup_rounds: int = 0  # the paired rounds behind `speedup`
     rounds: int = 0
     compile_s: Optional[float] = None
     reason: Optional[str] = None
@@ -31,9 +32,16 @@ class Ranked:
     layout: Optional[dict] = None
     engine: Optional[dict] = None  # a serving engine's versions, threads and settings
 
-    @property
-    def variant(self) -> str:
-        return self.config["variant"]
+    def speedup_text(self) -> str:
+        """The speedup as it may be printed: with its interval, or labelled provisional."""
+        if self.speedup is None:
+            return "-"
+        if self.label == REFERENCE.label:
+            return "1.00x (the reference)"
+        if self.speedup_ci:
+            return f"{self.speedup:.2f}x ({self.speedup_ci[0]:.2f}-{self.speedup_ci[1]:.2f})"
+        n = self.speedup_rounds
+        return f"{self.speedup:.2f}x provisional ({n} round{'s' if n != 1 else ''})"
 
 
 @dataclasses.dataclass
