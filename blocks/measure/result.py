@@ -96,6 +96,8 @@ def how_to_apply(config: Config, workload: Workload, engine: Optional[dict] = No
         build += f', dtype_policy="{workload.dtype_policy}"'
     build += ")"
     call = "step(images)" if workload.mode == "inference" else "step(images, labels)"
+    if config.strategy != "none":
+        return _apply_strategy(config, workload, runtime, build)
     out = {
         "variant": config.variant,
         "execution": config.execution,
@@ -124,3 +126,30 @@ def how_to_apply(config: Config, workload: Workload, engine: Optional[dict] = No
         ]
         out["serve"] = engines.implementation(config.execution).serving_code(path, threads)
     return out
+
+
+def _apply_strategy(config: Config, workload: Workload, runtime, build: str) -> dict:
+    """A strategy is made first in each process, the model built in its scope, and the step
+    takes the global batch."""
+    n, per = config.replicas, workload.batch_size
+    where = {
+        "mirrored": f"{n} local GPUs, else {n} logical CPUs made here",
+        "multiworker": f"in each of the {n} processes TF_CONFIG names",
+    }[config.strategy]
+    return {
+        "variant": config.variant,
+        "execution": config.execution,
+        "runtime": config.runtime,
+        "strategy": config.strategy,
+        "replicas": n,
+        "environment": runtime.exports(),
+        "unset": [k for k, v in runtime.env.items() if v is None],
+        "python": [
+            "import blocks",
+            f'strategy = blocks.distribute_strategy("{config.strategy}", {n})  # {where}',
+            "with strategy.scope():",
+            f"    {build}",
+            f'step = blocks.compiled_step(model, "train", "{config.execution}", '
+            f"strategy=strategy)  # then step(images, labels): {n * per} images, {per} per replica",
+        ],
+    }
