@@ -319,6 +319,16 @@ def test_bad_arguments(kwargs, message):
         picker.pick(**kwargs)
 
 
+def test_a_speedup_is_printed_with_its_interval_or_as_provisional_with_its_rounds():
+    from blocks.measure.result import Ranked
+
+    row = Ranked(config={}, label="functional · graph · default", status="winner", speedup=1.46)
+    row.speedup_rounds = 1
+    assert row.speedup_text() == "1.46x provisional (1 round)"
+    row.speedup_ci, row.speedup_rounds = [1.31, 1.6], 12
+    assert row.speedup_text() == "1.46x (1.31-1.60)"
+
+
 # --- variant="auto" and applying a pick -------------------------------------------------------
 
 
