@@ -208,29 +208,17 @@ def test_the_multi_host_command_on_two_local_hosts(tag, tmp_path):
     assert other == ""
 
 
-def _free_loopback_ports(n: int) -> list:
-    import socket
-
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 @pytest.mark.exhaustive  # fresh TensorFlow processes: 10-20 s each on 2 cores
-@pytest.mark.parametrize("strategy", ["mirrored", "multiworker"])
+@pytest.mark.parametrize("strategy", ["mirrored", pytest.param("multiworker", marks=needs_netns)])
 def test_a_strategy_picks_lines_run_as_printed_in_fresh_processes(strategy, tag):
     """The "to use it" lines of a strategy's winner, as `pick` prints them, in new processes
-    (one per cluster member for multiworker, TF_CONFIG on loopback ports): one step of the
+    (for multiworker one per member, TF_CONFIG naming loopback ports, in a private network
+    namespace, since TensorFlow's gRPC servers listen on every interface): one step of the
     global batch over both replicas, the weights updated."""
     import json
     import sys
 
-    from blocks.measure.distributed import tf_config
+    from blocks.measure.distributed import CLUSTER_PORT, tf_config
     from blocks.measure.result import how_to_apply
 
     config = Config("subclassed", "graph", "default", strategy, 2)
@@ -253,7 +241,8 @@ def test_a_strategy_picks_lines_run_as_printed_in_fresh_processes(strategy, tag)
         ]
     )
     members = 2 if strategy == "multiworker" else 1
-    ports = _free_loopback_ports(members)
+    ports = [CLUSTER_PORT + i for i in range(members)]
+    netns = workers.NetworkNamespace() if strategy == "multiworker" else None
     procs = []
     try:
         for i in range(members):
@@ -262,7 +251,7 @@ def test_a_strategy_picks_lines_run_as_printed_in_fresh_processes(strategy, tag)
                 env["TF_CONFIG"] = tf_config(ports, i)
             procs.append(
                 subprocess.Popen(
-                    [sys.executable, "-c", code],
+                    [*(netns.prefix if netns else []), sys.executable, "-c", code],
                     env=env,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
@@ -275,6 +264,8 @@ def test_a_strategy_picks_lines_run_as_printed_in_fresh_processes(strategy, tag)
             if p.poll() is None:
                 p.kill()
                 p.wait()
+        if netns is not None:
+            netns.close()
     for p, (out, err) in zip(procs, outputs):
         assert p.returncode == 0, err[-2000:]
         result = json.loads(out.strip().splitlines()[-1])
