@@ -4,11 +4,11 @@ import json
 import logging
 import multiprocessing
 import os
-import stat
 
 import pytest
 
 from blocks.measure import cache
+from tests.helpers.tree import snapshot
 
 WRITES = 150  # per process: each write is a locked read-merge-write of the whole file
 
@@ -18,18 +18,6 @@ def private_cache(tmp_path, monkeypatch):
     path = tmp_path / "cache" / "picks.json"
     monkeypatch.setenv(cache.ENV_VAR, str(path))
     return path
-
-
-def snapshot(root) -> dict:
-    """Every path under `root`: its kind, bytes and modification time."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            p = os.path.join(dirpath, name)
-            st = os.lstat(p)
-            data = open(p, "rb").read() if stat.S_ISREG(st.st_mode) else None
-            out[os.path.relpath(p, root)] = (st.st_mode, st.st_mtime_ns, data)
-    return out
 
 
 def test_round_trip(private_cache):
