@@ -10,7 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from blocks.measure import stats
+from blocks.measure import report, stats
+from tests.helpers.tree import snapshot
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = [
@@ -127,3 +128,23 @@ def test_bad_options_say_so_in_one_line(args, message):
     assert out.returncode == 4
     assert message in out.stderr, out.stderr
     assert "Traceback" not in out.stderr and "pluggy" not in out.stderr
+
+
+@pytest.mark.exhaustive  # two bench start-ups, for a check test_report covers in-process
+def test_a_results_dir_that_would_replace_what_is_not_a_run_is_refused(tmp_path):
+    """Refused before anything runs, in one line, and nothing under it changed."""
+    not_a_dir = tmp_path / "results"
+    not_a_dir.write_text("mine")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    taken = folder / report.run_file_name(report.run_header())
+    taken.write_text('{"mine": true}')
+    before = snapshot(tmp_path)
+    for directory, message in [
+        (not_a_dir, f"ERROR: --results-dir: {str(not_a_dir)!r} exists and is not a directory"),
+        (folder, f"ERROR: --results-dir: Cannot write a benchmark run to {str(taken)!r}: it "),
+    ]:
+        out = _bench("--benchmark-disable", "--results-dir", str(directory), *TINY, timeout=300)
+        assert out.returncode == 4 and message in out.stderr, out.stderr[-2000:]
+        assert "Traceback" not in out.stderr
+    assert snapshot(tmp_path) == before
