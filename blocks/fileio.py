@@ -5,6 +5,7 @@ of the package.)"""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from typing import BinaryIO, Callable
@@ -79,3 +80,18 @@ def check_replaceable(path, what: str, expected: str, ours: Callable[[str], bool
             f"Cannot write {what} to {path!r}: it exists and is not {expected}; remove it or "
             "choose another path. Nothing was changed."
         )
+
+
+def json_with_keys(*keys: str) -> Callable[[str], bool]:
+    """For `check_replaceable`: whether a file is a JSON object holding all of `keys` (what the
+    project's recording scripts write)."""
+
+    def ours(path: str) -> bool:
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except (OSError, UnicodeDecodeError, ValueError):
+            return False
+        return isinstance(data, dict) and all(k in data for k in keys)
+
+    return ours

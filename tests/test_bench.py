@@ -148,3 +148,28 @@ def test_a_results_dir_that_would_replace_what_is_not_a_run_is_refused(tmp_path)
         assert out.returncode == 4 and message in out.stderr, out.stderr[-2000:]
         assert "Traceback" not in out.stderr
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.exhaustive  # a TensorFlow start-up for a check of one line
+def test_a_recording_never_replaces_what_is_not_one(tmp_path):
+    """bench/record_noise.py refuses a directory or another file as its output before it
+    records, in one line, leaving it as it is."""
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    notes = tmp_path / "notes.json"
+    notes.write_text('{"runs": "mine"}')
+    before = snapshot(tmp_path)
+    for out, words in [(folder, "it is a directory"), (notes, "it exists and is not")]:
+        run = subprocess.run(
+            [sys.executable, "bench/record_noise.py", str(out)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert run.returncode == 2 and "Traceback" not in run.stderr
+        assert (
+            f"record_noise.py: error: Cannot write the recording to {str(out)!r}: {words}"
+            in run.stderr
+        )
+    assert snapshot(tmp_path) == before
