@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+from blocks import fileio
 from blocks.measure import report, stats
 from tests.helpers.tree import snapshot
 
@@ -173,3 +174,14 @@ def test_a_recording_never_replaces_what_is_not_one(tmp_path):
             in run.stderr
         )
     assert snapshot(tmp_path) == before
+
+
+def test_a_recording_is_recognised_by_its_keys(tmp_path):
+    ours = tmp_path / "noise.json"
+    ours.write_text(json.dumps({"recorded": "2026-12-01", "machine": {}, "runs": []}))
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"runs": [], "machine": "mine"}))
+    is_recording = fileio.json_with_keys("recorded", "machine", "runs")
+    fileio.check_replaceable(ours, "the recording", "a recording", is_recording)
+    with pytest.raises(FileExistsError, match="it exists and is not a recording; remove it"):
+        fileio.check_replaceable(other, "the recording", "a recording", is_recording)
