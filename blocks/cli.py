@@ -70,8 +70,9 @@ def cmd_report(args) -> int:
     try:
         runs = report.load_runs(args.results)
         text = report.markdown(runs, baseline=args.baseline)
-        print(text)
         png = args.png or report.default_chart_path(args.results)
+        report.check_chart_path(png)  # refused before the tables, not after them
+        print(text)
         print(f"chart: {report.plot(runs, png)}")
     except (ValueError, OSError, RuntimeError) as e:
         return _fail(str(e))
