@@ -220,8 +220,11 @@ def store(key: dict, entry: dict) -> bool:
 
 
 def entries() -> list:
-    """Every (key, entry) in the cache, keys as dicts; empty for a missing or unreadable cache."""
-    data = _read(path(), set_aside=False) or _empty()
+    """Every (key, entry) in the cache, keys as dicts; empty for a cache that is absent, not
+    ours or unreadable (`load` says which)."""
+    state, data = _inspect(_file())
+    if state != "ours":
+        return []
     out = []
     for text, entry in data["entries"].items():
         try:
