@@ -33,7 +33,7 @@ from blocks.measure.steps import (
 from blocks.measure.verify import TOLERANCE, compare_update, random_weights, rel_err, verdict
 from blocks.measure.workload import Config, Workload
 from blocks.models import resnet18
-from blocks.steps import LEARNING_RATE
+from blocks.steps import LEARNING_RATE, DistributedStep
 from blocks.variants import get_variant
 from blocks.weights import canonical_variables, export_weights, import_weights
 
@@ -124,7 +124,7 @@ def build(workload: Workload, config: Config, seed: int = 0):
     with strat.scope():
         model = build_model(workload, config, seed)
     # The user's step (blocks.compiled_step(..., strategy=)), its values placed once.
-    step = library.train_step(model, strat, config.execution, workload.dtype_policy)
+    step = DistributedStep(model, strat, config.execution, workload.dtype_policy)
     images_labels = step.distribute(x, y)
 
     def run_step():
