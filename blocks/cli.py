@@ -125,7 +125,9 @@ def _print_pick(result, verbose: bool) -> None:
             print(f"{'-':>4}  {r.label:<34} {r.status}:")
             print(f"{'':>6}{r.reason or r.status}")
             if verbose and r.detail:
-                print(f"{'':>6}{r.detail}")
+                # TensorFlow's whole text, its traceback's line structure kept.
+                for line in r.detail.strip().splitlines():
+                    print(f"{'':>6}{line}")
             continue
         rank += 1
         iqr = f"{r.q1_images_per_sec:,.1f}-{r.q3_images_per_sec:,.1f}"

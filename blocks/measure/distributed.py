@@ -21,13 +21,13 @@ import tensorflow as tf
 
 from blocks import _compat
 from blocks.archs import ARCHS
+from blocks.causes import cause
 from blocks.kernels import DeviceError
 from blocks.measure.steps import (
     Step,
     Unsupported,
     build_model,
     sync,
-    tf_words,
 )
 from blocks.measure.verify import TOLERANCE, compare_update, random_weights, rel_err, verdict
 from blocks.measure.workload import Config, Workload
@@ -196,10 +196,9 @@ def prepare(workload: Workload, config: Config, *, seed: int = 0, warmup: int = 
     except DeviceError as e:
         raise Unsupported(str(e), e.detail) from e
     except (tf.errors.OpError, ValueError, TypeError, NotImplementedError) as e:
-        message = " ".join(str(e).split())
         raise Unsupported(
-            f"{config.label}: TensorFlow {_compat.TF_VERSION} refuses it: {tf_words(e)}",
-            message,
+            f"{config.label}: TensorFlow {_compat.TF_VERSION} refuses it: {cause(e)}",
+            getattr(e, "message", None) or str(e),
         ) from e
 
     def run():

@@ -23,6 +23,7 @@ from collections import OrderedDict
 from typing import Optional
 
 from blocks import cpu
+from blocks.causes import shorten
 from blocks.fileio import atomic_write
 
 REFERENCE_LABEL = "subclassed · graph · default"
@@ -453,7 +454,7 @@ def plot(runs: list, path) -> str:
                 loc="lower right",
             )
         if not_run:
-            text = "\n".join(f"not run: {line}"[:150] for line in not_run)
+            text = "\n".join(shorten(f"not run: {line}", 150) for line in not_run)
             # Below the x label, in points from the axes' bottom edge, whatever the panel height.
             ax.annotate(
                 text,
