@@ -98,14 +98,23 @@ def test_a_projects_one_line_message_passes_through_a_worker_whole():
     assert server.Server.failure(e)["error"] == str(e)
 
 
-def test_engine_load_failure_names_openvinos_cause(tmp_path):
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        ("<net>not a model", "Unable to read the model"),
+        (None, 'ir: Could not open the file: "'),  # after "FrontEnd API failed with ...:"
+    ],
+    ids=["not-a-model", "missing"],
+)
+def test_engine_load_failure_names_openvinos_cause(tmp_path, content, words):
     pytest.importorskip("openvino")
     path = tmp_path / "model.xml"
-    path.write_text("<net>not a model")
+    if content is not None:
+        path.write_text(content)
     e = _raised(engines.load, "openvino", str(path))
     assert isinstance(e, engines.EngineError)
     assert "Exception from src/" in e.detail  # OpenVINO's text starts with where it raised
-    assert str(e).startswith("OpenVINO could not load it: Unable to read the model")
+    assert str(e).startswith(f"OpenVINO could not load it: {words}")
     assert "Exception from src/" not in str(e) and "\n" not in str(e)
 
 
