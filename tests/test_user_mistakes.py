@@ -3,10 +3,15 @@ from the command line, a ValueError from the library; never a traceback, and not
 
 import json
 
+import numpy as np
 import pytest
+import tensorflow as tf
 
+import blocks
 from blocks import cli
 from blocks.measure import distributed
+
+SHAPE = (16, 16, 3)
 
 
 def _tf_config(workers=("localhost:12345", "localhost:12346"), **task):
@@ -49,3 +54,56 @@ def test_cluster_refuses_an_unknown_variant_as_the_users_not_tensorflows(monkeyp
     err = capsys.readouterr().err
     assert err.startswith("error: cluster: Unknown variant.") and "variant='resnet'" in err
     assert distributed._strategy is None
+
+
+@pytest.fixture(scope="module")
+def model():
+    return blocks.resnet18("subclassed", input_shape=SHAPE, seed=0)
+
+
+IMAGES = np.zeros((2, *SHAPE), np.float32)
+
+
+@pytest.mark.parametrize("execution", ["graph", "eager"])
+def test_a_training_step_without_labels_says_so_in_one_line(model, execution):
+    step = blocks.compiled_step(model, "train", execution)
+    with pytest.raises(ValueError) as e:
+        step(IMAGES)
+    message = str(e.value)
+    assert message.startswith("Missing labels for the 'train' step")
+    assert "shape (2,)" in message and "\n" not in message and len(message) < 300
+
+
+@pytest.mark.parametrize(
+    "labels, words",
+    [
+        ([0, 1], "Received: labels of type list"),
+        (np.zeros((3,), np.int32), "Received: labels with shape (3,)"),
+        (np.zeros((2, 1), np.int32), "Received: labels with shape (2, 1)"),
+        (np.zeros((2,), np.float32), "Received: labels with dtype float32"),
+    ],
+)
+def test_bad_labels_are_refused_before_tensorflow_sees_them(model, labels, words):
+    step = blocks.compiled_step(model, "train", "graph")
+    with pytest.raises(ValueError, match="Invalid labels for the 'train' step") as e:
+        step(IMAGES, labels)
+    assert words in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("mode", ["inference", "train"])
+def test_a_list_of_images_is_refused_naming_its_type(model, mode):
+    """A nested list is not converted: tf.function would trace it value by value and Keras take
+    it for several inputs; the message says how to convert it."""
+    step = blocks.compiled_step(model, mode, "graph")
+    with pytest.raises(ValueError) as e:
+        step(IMAGES.tolist(), np.zeros((2,), np.int32))
+    message = str(e.value)
+    assert message.startswith(f"Invalid images for the {mode!r} step (graph).")
+    assert "Received: images of type list" in message and "np.asarray(images" in message
+    assert "\n" not in message
+
+
+def test_a_checked_step_is_still_the_compiled_function(model):
+    step = blocks.compiled_step(model, "inference", "graph")
+    assert step(tf.constant(IMAGES)).shape == (2, 10)
+    assert step.get_concrete_function(tf.constant(IMAGES)) is not None

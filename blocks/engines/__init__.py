@@ -201,13 +201,10 @@ class EngineStep:
 
     def images(self, images) -> np.ndarray:
         """`images` as a float32 NumPy batch, checked as the model checks its input."""
-        try:
-            x = np.asarray(images)
-        except (TypeError, ValueError) as e:
-            raise ValueError(
-                f"Invalid images for {self.engine}. Expected a float batch of images; "
-                f"Received: {type(images).__name__} ({cause(e)})"
-            ) from None
+        checks.batch_array(
+            images, "images", f"{self.engine} step", "of shape (batch, height, width, channels)"
+        )
+        x = np.asarray(images)
         checks.images(
             x,
             expected=tuple(self.model.expected_input_shape),
