@@ -107,3 +107,16 @@ def test_a_checked_step_is_still_the_compiled_function(model):
     step = blocks.compiled_step(model, "inference", "graph")
     assert step(tf.constant(IMAGES)).shape == (2, 10)
     assert step.get_concrete_function(tf.constant(IMAGES)) is not None
+
+
+@pytest.mark.parametrize("holds", [[], ["run-b.json", "run-a.json"]], ids=["empty", "with-runs"])
+def test_pick_from_a_directory_says_which_file_to_give(tmp_path, holds, capsys):
+    for name in holds:
+        (tmp_path / name).write_text("{}")
+    args = cli.build_parser().parse_args(["pick", "--from-json", str(tmp_path)])
+    assert cli.cmd_pick(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {str(tmp_path)!r} is a directory; give ")
+    assert err.count("\n") == 1 and "load_runs" not in err
+    if holds:  # a file the user can pass as it is
+        assert f"e.g. {str(tmp_path / 'run-a.json')!r}" in err

@@ -106,7 +106,12 @@ def load(path) -> Run:
     """One run from a pytest-benchmark JSON file."""
     path = os.fspath(path)
     if os.path.isdir(path):
-        raise ValueError(f"{path!r} is a directory; give the run files in it, or use load_runs.")
+        found = sorted(glob.glob(os.path.join(path, "*.json")))
+        which = f"one of the run files in it, e.g. {found[0]!r}" if found else "a run file"
+        raise ValueError(
+            f"{path!r} is a directory; give {which} (written by pytest bench/ "
+            "--benchmark-json=FILE)."
+        )
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
