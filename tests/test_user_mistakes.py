@@ -2,7 +2,10 @@
 from the command line, a ValueError from the library; never a traceback, and nothing started."""
 
 import json
+import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -13,6 +16,7 @@ from blocks import cli
 from blocks.measure import distributed
 
 SHAPE = (16, 16, 3)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _tf_config(workers=("localhost:12345", "localhost:12346"), **task):
@@ -139,3 +143,35 @@ def test_two_refusals_of_one_model_count_the_keys_save_weights_writes(tmp_path):
         counts.append(int(re.search(r"The model expects (\d+) canonical keys", str(e.value))[1]))
     assert counts == [written, written] == [110, 110]
     assert f"or {written - 2} without fc.kernel, fc.bias" in str(e.value)
+
+
+def _readme_block(after: str) -> str:
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        text = f.read()
+    start = text.index("```python\n", text.index(after)) + len("```python\n")
+    return text[start : text.index("```", start)]
+
+
+@pytest.mark.exhaustive  # a fresh TensorFlow process and an imagenet ResNet18: 7 s
+def test_the_readmes_serving_snippet_runs_as_written_with_no_pick_cached(tmp_path):
+    """Until `python -m blocks pick --arch imagenet` has run, the snippet serves the reference
+    and a warning names that command; it once died of 'NoneType' has no 'winner_config'."""
+    snippet = _readme_block("**Serving a pretrained ResNet18 with the fastest variant:**")
+    blocks.save_weights(
+        blocks.resnet18("subclassed", arch="imagenet"), tmp_path / "resnet18.safetensors"
+    )
+    prelude = "import numpy as np\nimages = np.zeros((1, 224, 224, 3), np.float32)\n"
+    env = {**os.environ, "RESNET_BLOCKS_CACHE": str(tmp_path / "no-cache-yet")}
+    out = subprocess.run(
+        [sys.executable, "-c", prelude + snippet + "print(tuple(logits.shape))\n"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert out.stdout.strip() == "(1, 1000)"
+    assert (
+        "AutoVariantWarning" in out.stderr and "python -m blocks pick --arch imagenet" in out.stderr
+    )
