@@ -175,3 +175,20 @@ def test_the_readmes_serving_snippet_runs_as_written_with_no_pick_cached(tmp_pat
     assert (
         "AutoVariantWarning" in out.stderr and "python -m blocks pick --arch imagenet" in out.stderr
     )
+
+
+@pytest.mark.parametrize("command", ["pick", "cluster"])
+def test_images_too_small_for_the_stem_are_refused_before_any_worker(
+    command, tmp_path, monkeypatch, capsys
+):
+    """Once every worker found it, and `pick` exited 1 "no candidate could run"; `cluster` called
+    it TensorFlow's refusal."""
+    monkeypatch.setenv("RESNET_BLOCKS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("TF_CONFIG", _tf_config(workers=("localhost:12345",), index=0))
+    budget = ["--budget-s", "30"] if command == "pick" else []  # were the check gone
+    args = cli.build_parser().parse_args([command, "--image-size", "2", *budget])
+    assert getattr(cli, f"cmd_{command}")(args) == 2
+    err = capsys.readouterr().err
+    assert "Invalid image_size. The 'seed' stem needs images of at least 3x3 pixels" in err
+    assert err.count("\n") == 1 and "TensorFlow" not in err
+    assert not os.path.exists(tmp_path / "cache") and distributed._strategy is None
