@@ -162,7 +162,8 @@ def in_channels(input_shape, data_format: str, who: str) -> int:
 
 
 def _format_shape(shape) -> str:
-    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
+    dims = ["None" if d is None else str(d) for d in shape]
+    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
 
 
 def _dtype_name(dtype) -> str:
@@ -199,4 +200,42 @@ def images(x, *, expected: tuple, input_format: str, who: str) -> None:
             f"Invalid input dtype for {who}: expected a floating-point dtype "
             f"({', '.join(FLOAT_DTYPES)}); Received: {received}. Cast (and scale) images "
             f"first, e.g. tf.cast(images, tf.float32) / 255."
+        )
+
+
+def is_array(value) -> bool:
+    """A tensor or an array (what has a shape and a dtype), not a Python list or a scalar."""
+    return hasattr(value, "shape") and hasattr(value, "dtype")
+
+
+def batch_array(value, name: str, who: str, expected: str) -> None:
+    """ValueError unless `value` is a tensor or an array: a nested list would be traced value by
+    value by tf.function and taken for several inputs by Keras."""
+    if not is_array(value):
+        raise ValueError(
+            f"Invalid {name} for {who}. Expected a tf.Tensor or NumPy array {expected}; "
+            f"Received: {name} of type {type(value).__name__}. Convert it first, e.g. "
+            f"np.asarray({name}, {'np.float32' if name == 'images' else 'np.int32'})"
+        )
+
+
+def labels(value, batch, who: str) -> None:
+    """ValueError unless `value` is a batch of class ids for `batch` images: one int per image."""
+    want = f"of int32 or int64 class ids, shape ({'batch' if batch is None else batch},)"
+    if value is None:
+        raise ValueError(
+            f"Missing labels for {who}. A training step is step(images, labels), labels a "
+            f"tf.Tensor or NumPy array {want}; Received: labels=None"
+        )
+    batch_array(value, "labels", who, want)
+    shape = tuple(value.shape)
+    if len(shape) != 1 or (batch is not None and shape[0] is not None and shape[0] != batch):
+        raise ValueError(
+            f"Invalid labels for {who}. Expected {want}; Received: labels with shape "
+            f"{_format_shape(shape)}"
+        )
+    if _dtype_name(value.dtype) not in ("int32", "int64"):  # what the cross-entropy takes
+        raise ValueError(
+            f"Invalid labels for {who}. Expected {want}; Received: labels with dtype "
+            f"{_dtype_name(value.dtype)}"
         )

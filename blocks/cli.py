@@ -126,7 +126,9 @@ def _print_pick(result, verbose: bool) -> None:
             print(f"{'-':>4}  {r.label:<34} {r.status}:")
             print(f"{'':>6}{r.reason or r.status}")
             if verbose and r.detail:
-                print(f"{'':>6}{r.detail}")
+                # TensorFlow's whole text, its traceback's line structure kept.
+                for line in r.detail.strip().splitlines():
+                    print(f"{'':>6}{line}")
             continue
         rank += 1
         iqr = f"{r.q1_images_per_sec:,.1f}-{r.q3_images_per_sec:,.1f}"
@@ -226,21 +228,22 @@ def cmd_cluster(args) -> int:
 
     from blocks.measure import distributed, stats, steps, timing
     from blocks.measure.workload import Config, Workload
+    from blocks.variants import get_variant
 
     tf_config = os.environ.get("TF_CONFIG")
     if not tf_config:
         return _fail("cluster: TF_CONFIG is not set; every host needs the cluster and its index")
+    # Everything is checked before the strategy exists: TensorFlow's own refusals are tracebacks.
     try:
-        spec = json.loads(tf_config)
-        workers = spec["cluster"]["worker"]
-        index = spec["task"]["index"]
-    except (ValueError, KeyError, TypeError) as e:
-        return _fail(f"cluster: TF_CONFIG is not a cluster spec with a task ({e})")
+        workers, index = distributed.read_tf_config(tf_config)
+        workload = Workload("train", args.batch_size, args.dtype_policy, args.arch, args.image_size)
+        config = Config(args.variant, args.execution, "default", "multiworker", len(workers))
+        get_variant(args.variant)
+    except ValueError as e:
+        return _fail(f"cluster: {e}")
     os.environ[distributed.STRATEGY_VAR] = "multiworker"
     distributed.configure_process()
     try:
-        workload = Workload("train", args.batch_size, args.dtype_policy, args.arch, args.image_size)
-        config = Config(args.variant, args.execution, "default", "multiworker", len(workers))
         step = distributed.prepare(workload, config)
     except (ValueError, steps.Unsupported) as e:
         return _fail(f"cluster: {e}")

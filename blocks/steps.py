@@ -89,7 +89,9 @@ def compiled_step(
             the global batch (see `blocks.distribute`).
 
     Raises:
-        ValueError: an unknown mode or execution, or an engine asked to train.
+        ValueError: an unknown mode or execution, or an engine asked to train; when called, images
+            or labels that are not a tf.Tensor or NumPy array, or missing or misshapen labels
+            of a training step.
         blocks.InferenceOnlyError: mode "train" for an inference-only variant.
     """
     checks.choice(mode, MODES, "mode", what="Unknown mode")
@@ -120,10 +122,30 @@ def compiled_step(
     else:
         fn = inference_step(model)
     if execution == "graph":
-        return tf.function(fn)
-    if execution == "xla":
-        return tf.function(fn, jit_compile=True)
-    return fn
+        fn = tf.function(fn)
+    elif execution == "xla":
+        fn = tf.function(fn, jit_compile=True)
+    return CheckedStep(fn, mode, execution)
+
+
+class CheckedStep:
+    """A compiled step whose arguments are checked before TensorFlow sees them: a mistake found
+    by tf.function's argument binding prints the arrays (kilobytes of them), and one found while
+    tracing is buried under "in user code:" frames. Anything else (`get_concrete_function`, ...)
+    is the compiled function's."""
+
+    def __init__(self, fn: Callable, mode: str, execution: str):
+        self.fn, self.mode, self.execution = fn, mode, execution
+
+    def __call__(self, images, labels=None):
+        who = f"the {self.mode!r} step ({self.execution})"
+        checks.batch_array(images, "images", who, "of shape (batch, height, width, channels)")
+        if self.mode == "train":
+            checks.labels(labels, images.shape[0], who)
+        return self.fn(images) if labels is None else self.fn(images, labels)
+
+    def __getattr__(self, name):
+        return getattr(self.__dict__["fn"], name)
 
 
 def replica_train_step(model, optimizer, loss_scaling: bool) -> Callable:

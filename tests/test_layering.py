@@ -18,7 +18,7 @@ PACKAGE = os.path.join(ROOT, "blocks")
 LIBRARY, MEASURE, TOP = 0, 1, 2
 # Leaves: the argument checks and the host's description import nothing from the package, nor
 # TensorFlow (the command line checks its arguments before TensorFlow loads).
-LEAVES = ("blocks.checks", "blocks.cpu", "blocks.fileio")
+LEAVES = ("blocks.causes", "blocks.checks", "blocks.cpu", "blocks.fileio")
 
 
 def modules() -> dict:

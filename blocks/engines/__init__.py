@@ -22,7 +22,6 @@ import dataclasses
 import importlib
 import logging
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -33,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from blocks import _compat, checks, cpu
+from blocks.causes import cause
 from blocks.executions import ENGINES, EXPORT_FORMATS, Engine
 
 
@@ -43,20 +43,6 @@ class EngineError(RuntimeError):
     def __init__(self, message: str, detail: str = ""):
         super().__init__(message)
         self.detail = detail
-
-
-_NOISE = re.compile(r'^(Traceback|File "|\^+$|~+$|During handling|The above exception)')
-
-
-def cause(e: BaseException, limit: int = 160) -> str:
-    """The last meaningful line of an exception's text (a converter's own cause, not the head of
-    its traceback), cut at `limit` characters at a word."""
-    lines = [ln.strip() for ln in str(e).splitlines()]
-    lines = [ln for ln in lines if ln and not _NOISE.match(ln)]
-    text = lines[-1] if lines else type(e).__name__
-    if len(text) > limit:
-        text = text[: limit - 3].rsplit(" ", 1)[0] + "..."
-    return text
 
 
 @dataclasses.dataclass
@@ -215,13 +201,10 @@ class EngineStep:
 
     def images(self, images) -> np.ndarray:
         """`images` as a float32 NumPy batch, checked as the model checks its input."""
-        try:
-            x = np.asarray(images)
-        except (TypeError, ValueError) as e:
-            raise ValueError(
-                f"Invalid images for {self.engine}. Expected a float batch of images; "
-                f"Received: {type(images).__name__} ({cause(e)})"
-            ) from None
+        checks.batch_array(
+            images, "images", f"{self.engine} step", "of shape (batch, height, width, channels)"
+        )
+        x = np.asarray(images)
         checks.images(
             x,
             expected=tuple(self.model.expected_input_shape),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 
 import numpy as np
@@ -22,13 +23,13 @@ import tensorflow as tf
 from blocks import _compat
 from blocks import distribute as library
 from blocks.archs import ARCHS
+from blocks.causes import cause
 from blocks.kernels import DeviceError
 from blocks.measure.steps import (
     Step,
     Unsupported,
     build_model,
     sync,
-    tf_words,
 )
 from blocks.measure.verify import TOLERANCE, compare_update, random_weights, rel_err, verdict
 from blocks.measure.workload import Config, Workload
@@ -94,6 +95,47 @@ def tf_config(ports, index: int) -> str:
     return json.dumps({"cluster": cluster_spec(ports), "task": {"type": "worker", "index": index}})
 
 
+def read_tf_config(text: str) -> tuple:
+    """(worker addresses, this task's index) from TF_CONFIG, checked before TensorFlow reads it
+    (its own errors are tracebacks from deep inside the strategy). ValueError in one line."""
+    try:
+        spec = json.loads(text)
+    except ValueError:
+        raise ValueError(
+            f'TF_CONFIG is not JSON. Expected {{"cluster": {{"worker": ["host:port", ...]}}, '
+            f'"task": {{"type": "worker", "index": i}}}}; Received: TF_CONFIG={text[:80]!r}'
+        ) from None
+    cluster = spec.get("cluster") if isinstance(spec, dict) else None
+    task = spec.get("task") if isinstance(spec, dict) else None
+    if not isinstance(cluster, dict) or not isinstance(task, dict):
+        raise ValueError(
+            "Invalid TF_CONFIG. Expected an object with 'cluster' and 'task' objects; "
+            f"Received: TF_CONFIG={text[:80]!r}"
+        )
+    workers = cluster.get("worker")
+    if set(cluster) != {"worker"} or not isinstance(workers, list) or not workers:
+        raise ValueError(
+            "Invalid TF_CONFIG cluster. Expected one job, 'worker', listing 'host:port' strings "
+            f"(its task 0 is the chief); Received: cluster={cluster!r}"
+        )
+    for address in workers:
+        if not isinstance(address, str) or not re.fullmatch(r"\S+:\d+", address):
+            raise ValueError(
+                f"Invalid TF_CONFIG cluster address. Expected 'host:port'; Received: {address!r}"
+            )
+    if task.get("type") != "worker":
+        raise ValueError(
+            f"Invalid TF_CONFIG task type. Expected 'worker'; Received: type={task.get('type')!r}"
+        )
+    index = task.get("index")
+    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(workers):
+        raise ValueError(
+            f"Invalid TF_CONFIG task index. Expected an int from 0 to {len(workers) - 1} (the "
+            f"cluster has {len(workers)} worker(s)); Received: index={index!r}"
+        )
+    return workers, index
+
+
 def global_inputs(workload: Workload, replicas: int, seed: int = 0) -> tuple:
     """(images, labels) of the global batch, the same in every process (drawn from `seed`)."""
     rng = np.random.default_rng(seed)
@@ -145,10 +187,9 @@ def prepare(workload: Workload, config: Config, *, seed: int = 0, warmup: int = 
     except DeviceError as e:
         raise Unsupported(str(e), e.detail) from e
     except (tf.errors.OpError, ValueError, TypeError, NotImplementedError) as e:
-        message = " ".join(str(e).split())
         raise Unsupported(
-            f"{config.label}: TensorFlow {_compat.TF_VERSION} refuses it: {tf_words(e)}",
-            message,
+            f"{config.label}: TensorFlow {_compat.TF_VERSION} refuses it: {cause(e)}",
+            getattr(e, "message", None) or str(e),
         ) from e
 
     def run():

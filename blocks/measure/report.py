@@ -24,6 +24,7 @@ from collections import OrderedDict
 from typing import Optional
 
 from blocks import cpu
+from blocks.causes import shorten
 from blocks.fileio import atomic_write, check_replaceable
 
 REFERENCE_LABEL = "subclassed · graph · default"
@@ -142,7 +143,12 @@ def load(path) -> Run:
     """One run from a pytest-benchmark JSON file."""
     path = os.fspath(path)
     if os.path.isdir(path):
-        raise ValueError(f"{path!r} is a directory; give the run files in it, or use load_runs.")
+        found = sorted(glob.glob(os.path.join(path, "*.json")))
+        which = f"one of the run files in it, e.g. {found[0]!r}" if found else "a run file"
+        raise ValueError(
+            f"{path!r} is a directory; give {which} (written by pytest bench/ "
+            "--benchmark-json=FILE)."
+        )
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
@@ -495,7 +501,7 @@ def plot(runs: list, path) -> str:
                 loc="lower right",
             )
         if not_run:
-            text = "\n".join(f"not run: {line}"[:150] for line in not_run)
+            text = "\n".join(shorten(f"not run: {line}", 150) for line in not_run)
             # Below the x label, in points from the axes' bottom edge, whatever the panel height.
             ax.annotate(
                 text,

@@ -6,6 +6,7 @@ import gc
 import os
 
 from blocks import _compat, cpu
+from blocks.causes import cause
 from blocks.measure import devices, distributed, flops, steps, timing, verify
 from blocks.measure.workload import Config, Workload
 
@@ -35,7 +36,10 @@ class Server:
 
     @staticmethod
     def failure(e: BaseException) -> dict:
-        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        text = str(e).strip()
+        # The project's messages are one line; anything longer is a framework's text, whose head
+        # is a traceback.
+        message = text if text and "\n" not in text else cause(e, 300)
         if not isinstance(e, (steps.Unsupported, ValueError)):
             message = f"{type(e).__name__}: {message}"
         return {"ok": False, "error": message[:300], "detail": getattr(e, "detail", "") or str(e)}

@@ -8,14 +8,13 @@ How a step is compiled is the library's (`blocks.steps.compiled_step`, `blocks.e
 from __future__ import annotations
 
 import dataclasses
-import re
 import time
 from typing import Callable, Optional
 
 import numpy as np
 import tensorflow as tf
 
-from blocks import _compat, engines
+from blocks import _compat, causes, engines
 from blocks.archs import ARCHS
 from blocks.executions import is_engine
 from blocks.kernels import DeviceError
@@ -28,15 +27,13 @@ from blocks.variants import get_variant
 
 class Unsupported(RuntimeError):
     """This device, TF version, runtime or memory cannot run the configuration. The message is one
-    short line (cut at LIMIT characters, ending in '...' where cut); `detail` keeps what
-    TensorFlow said."""
+    line ending in the cause (see `blocks.causes`), shortened in the middle only past LIMIT
+    characters; `detail` keeps all TensorFlow said."""
 
-    LIMIT = 120
+    LIMIT = 300
 
     def __init__(self, message: str, detail: str = ""):
-        if len(message) > self.LIMIT:
-            message = message[: self.LIMIT - 3].rstrip() + "..."
-        super().__init__(message)
+        super().__init__(causes.shorten(message, self.LIMIT))
         self.detail = detail
 
 
@@ -72,36 +69,21 @@ def inputs(workload: Workload, seed: int = 0, replicas: int = 1) -> tuple:
     return x, labels
 
 
-_FRAME = re.compile(r'File "[^"]*", line \d+, in \S+')
-
-
-def tf_words(e: Exception) -> str:
-    """What TensorFlow said, without the graph traceback it prefixes ("Graph execution error:
-    Detected at node ... File ..., line ...") and the node and device-path noise it appends."""
-    text = " ".join(getattr(e, "message", str(e)).split())
-    frames = list(_FRAME.finditer(text))
-    if frames:
-        text = text[frames[-1].end() :]
-    text = re.sub(r"\(defined @ [^)]*\)|\[\[\{\{node [^]]*\]\]|Cf\. https?://\S+", "", text)
-    text = text.replace("/job:localhost/replica:0/task:0/device:", "")
-    return " ".join(text.split()) or " ".join(str(e).split())
-
-
 def _unsupported(e: Exception, workload: Workload, config: Config) -> Unsupported:
     """A short reason for a TF error that means 'cannot run here', or None for a real failure."""
     message = getattr(e, "message", str(e))
-    first = " ".join(message.split())
     if isinstance(e, tf.errors.ResourceExhaustedError):
         return Unsupported(
             f"{config.variant}: batch {workload.batch_size} does not fit in {workload.device}'s "
             "memory",
-            first,
+            message,
         )
-    lowered = first.lower()
+    lowered = message.lower()
     if any(w in lowered for w in ("kernel", "support", "not implemented", "unimplemented")):
         return Unsupported(
-            f"{config.label}: TF {_compat.TF_VERSION} lacks a kernel for it on {workload.device}",
-            first,
+            f"{config.label}: TF {_compat.TF_VERSION} lacks a kernel for it on {workload.device}: "
+            f"{causes.cause(e)}",
+            message,
         )
     return None
 

@@ -16,7 +16,7 @@ import dataclasses
 from typing import Optional, Sequence
 
 from blocks import checks
-from blocks.archs import ARCHS
+from blocks.archs import ARCHS, stem_output_size
 from blocks.executions import EXECUTIONS, MODES, is_engine
 
 __all__ = ["EXECUTIONS", "MODES", "STRATEGIES", "REFERENCE", "Config", "Workload", "grid", "group"]
@@ -47,6 +47,13 @@ class Workload:
         if self.image_size is None:  # one spelling per workload: the arch's size, explicitly
             object.__setattr__(self, "image_size", ARCHS[self.arch].input_shape[0])
         checks.positive_int(self.image_size, "image_size")
+        stem = ARCHS[self.arch].stem
+        if not stem_output_size(stem, self.image_size):  # else every worker finds it, later
+            raise ValueError(
+                f"Invalid image_size. The {self.arch!r} stem needs images of at least "
+                f"{stem.kernel_size}x{stem.kernel_size} pixels; Received: "
+                f"image_size={self.image_size!r}"
+            )
         if not isinstance(self.device, str) or not self.device:
             raise ValueError(
                 f"Invalid device. Expected a name such as 'CPU:0'; Received: device={self.device!r}"

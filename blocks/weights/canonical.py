@@ -119,7 +119,8 @@ def assign(model, weights: Mapping, *, skip=(), naming: str = "canonical") -> No
     Raises:
         ValueError: a missing, extra, misshaped, non-float or non-finite entry, named.
     """
-    targets = {k: v for k, v in canonical_variables(model).items() if k not in skip}
+    variables = canonical_variables(model)
+    targets = {k: v for k, v in variables.items() if k not in skip}
     missing = set(targets) - set(weights)
     extra = set(weights) - set(targets)
     if missing or extra:
@@ -129,11 +130,15 @@ def assign(model, weights: Mapping, *, skip=(), naming: str = "canonical") -> No
         if extra:
             parts.append(f"unexpected keys: {_describe(extra)}")
         source = "" if naming == "canonical" else f" (read as {naming} names, shown canonical)"
+        # The count is always the whole model's, what save_weights writes, so that two refusals
+        # of the same model agree; keys it may go without are said apart.
+        skipped = [k for k in variables if k in skip]
+        without = f", or {len(targets)} without {', '.join(skipped)}" if skipped else ""
         raise ValueError(
             f"Weights do not fit model {model.name!r}{source}: {'; '.join(parts)}."
             f"{_arch_hint(model, missing, extra)} "
-            f"The model expects {len(targets)} keys such as {next(iter(targets))!r}. "
-            "Nothing was assigned."
+            f"The model expects {len(variables)} canonical keys (as save_weights writes them) "
+            f"such as {next(iter(variables))!r}{without}. Nothing was assigned."
         )
     staged = []
     for key, variable in targets.items():
