@@ -6,6 +6,8 @@ difference is the process in question, whatever else ran. A process's CPU time i
 what the kernel reports when it is reaped (`os.wait4`), another interface than /proc.
 """
 
+import json
+import math
 import os
 import resource
 import subprocess
@@ -14,8 +16,11 @@ import time
 
 import pytest
 
-from blocks.measure import load, race
+from blocks import cli
+from blocks.measure import cache, load, picker, race, stats
 from blocks.measure.load import Load, Sampler
+from blocks.measure.result import PickResult
+from blocks.measure.workload import REFERENCE
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="Linux /proc only")
 
@@ -114,15 +119,16 @@ class _Sleeper:
     """A worker that answers `time` by sleeping (no TensorFlow): a cheap race entrant, whose
     process is a real one that the race counts as its own."""
 
-    def __init__(self, seconds: float):
-        self.seconds = seconds
+    def __init__(self, seconds):
+        self.seconds = seconds  # or {key: seconds}: a process shared by several candidates
         self.proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
 
     def call(self, op, timeout_s, **fields):
         if op == "verify":
             return {"passed": True, "checks": {}, "text": "not checked (a test's sleeper)"}
-        time.sleep(self.seconds)
-        return {"seconds": self.seconds}
+        s = self.seconds[fields["key"]] if isinstance(self.seconds, dict) else self.seconds
+        time.sleep(s)
+        return {"seconds": s}
 
     def close(self):
         self.proc.kill()
@@ -149,3 +155,99 @@ def test_every_race_records_the_load_on_its_entrants():
     assert total.others_s > 0.1  # the busy loop, at least
     entrants[0].reset()
     assert entrants[0].load == Load() and entrants[0].times == {}
+
+
+@pytest.fixture
+def stub_pick(tmp_path, monkeypatch):
+    """`picker.pick` whose candidates 'compile' into sleeper workers (no TensorFlow): all of its
+    own logic (screen, fresh processes, final, decision, cache) runs, in about a second. The
+    reference sleeps 20 ms a round while it shares a screening process, 40 ms alone; the others
+    10 ms to 60 ms by name, so every figure is known."""
+    monkeypatch.setenv(cache.ENV_VAR, str(tmp_path / "picks.json"))
+    monkeypatch.setattr(picker, "MAX_FINAL_ROUNDS", 2 * stats.MIN_ROUNDS)
+    sleepers = []
+    seconds = {"functional": 0.01, "nchw": 0.03}
+
+    def compile_all(self, candidates, per_process, until, base, span):
+        each = {}
+        for c in candidates:
+            if c.config == REFERENCE:
+                each[c.config.label] = 0.04 if per_process else 0.02
+            else:
+                slower = 2 if c.config.execution == "eager" else 1
+                each[c.config.label] = seconds.get(c.config.variant, 0.025) * slower
+        shared = None if per_process else _Sleeper(each)  # one screening process for all
+        for c in candidates:
+            worker = _Sleeper(each[c.config.label]) if per_process else shared
+            sleepers.append(worker)
+            c.compile_s, c.status = 0.0, "ready"
+            c.entrant = race.Entrant(
+                c.config.label, worker, c.config.label, 1, each[c.config.label]
+            )
+
+    monkeypatch.setattr(picker._Pick, "_compile_all", compile_all)
+    space = dict(
+        variants=["subclassed", "functional", "nchw"],
+        executions=["graph", "eager"],
+        runtimes=["default"],
+        batch_size=2,
+        image_size=8,
+    )
+    try:
+        yield lambda: picker.pick(budget_s=60, **space), lambda: picker.cached_pick(**space)
+    finally:
+        for w in set(sleepers):
+            w.close()
+
+
+def hogs(count: int) -> list:
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+
+
+def test_a_pick_on_a_busy_machine_warns_labels_and_is_not_cached(stub_pick, capsys):
+    run, cached = stub_pick
+    # Enough busy processes to exceed the threshold on their own, whatever else runs.
+    running = hogs(math.ceil(os.cpu_count() * min(1.0, load.BUSY_SHARE + 0.3)))
+    try:
+        result = run()
+    finally:
+        for hog in running:
+            hog.kill()
+            hog.wait()
+    assert result.winner is not None and not result.provisional
+    assert result.busy and result.load["busy"] and result.load["share"] > load.BUSY_SHARE
+    assert result.load["warning"].startswith("busy machine: others used")
+    assert cached() is None, "a pick on a busy machine was cached"
+    assert PickResult.from_json(json.loads(json.dumps(result.to_json()))).busy
+    cli._print_pick(result, verbose=False)
+    out, err = capsys.readouterr()
+    assert "BUSY MACHINE: others used" in out and "figures unreliable" in out
+    assert err.count("\n") == 1 and err.startswith("warning: busy machine: others used")
+
+
+def test_a_quiet_pick_is_cached_and_every_speedup_sits_beside_its_own_reference(
+    stub_pick, monkeypatch, capsys
+):
+    """The same pick, with nothing counted as busy, is cached (the busy test above is not
+    vacuous). Each row's img/s over the reference's img/s in the same rounds is its speedup, for
+    the screened out (screening rounds: the reference at 100 img/s) as for the finalists (final
+    rounds: 50 img/s), though the reference's own row shows 50."""
+    monkeypatch.setattr(load, "BUSY_SHARE", 1.0)
+    run, cached = stub_pick
+    result = run()
+    assert not result.busy and result.load["warning"] is None
+    assert cached() is not None
+    # The load covers every race of the pick: screening and final rounds, each row's sleeps.
+    slept = sum(r.rounds * 2 / r.images_per_sec for r in result.ranking)
+    assert slept < result.load["wall_s"] < slept + 1.5
+    rows = {r.label: r for r in result.ranking}
+    assert rows[REFERENCE.label].images_per_sec == pytest.approx(50)
+    screened = [r for r in result.ranking if r.status == "screened out"]
+    assert screened and all(r.reference_images_per_sec == pytest.approx(100) for r in screened)
+    for r in result.ranking:
+        assert r.images_per_sec / r.reference_images_per_sec == pytest.approx(r.speedup, rel=0.01)
+    cli._print_pick(result, verbose=False)
+    out = capsys.readouterr().out
+    assert "BUSY" not in out and "machine: others used" in out
+    line = next(ln for ln in out.splitlines() if screened[0].label in ln)
+    assert " 100.0 " in line

@@ -91,6 +91,8 @@ class Load:
             "busy": self.busy,
             "threshold": BUSY_SHARE,
             "unknown": self.unknown,
+            "text": self.text(),
+            "warning": self.warning(),
         }
 
     @classmethod

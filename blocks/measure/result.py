@@ -8,6 +8,7 @@ from typing import Optional
 
 from blocks.archs import ARCHS
 from blocks.executions import ENGINES, is_engine
+from blocks.measure.load import Load
 from blocks.measure.runtimes import get as get_runtime
 from blocks.measure.workload import Config, Workload
 
@@ -24,6 +25,9 @@ class Ranked:
     q3_images_per_sec: Optional[float] = None
     speedup: Optional[float] = None  # over the reference, paired rounds
     speedup_ci: Optional[list] = None
+    # The reference's img/s in the rounds the speedup was paired from (not the reference's row,
+    # which may come from other rounds): the speedup is this row's against these figures.
+    reference_images_per_sec: Optional[float] = None
     rounds: int = 0
     compile_s: Optional[float] = None
     reason: Optional[str] = None
@@ -53,6 +57,16 @@ class PickResult:
     elapsed_s: float = 0.0
     notes: list = dataclasses.field(default_factory=list)
     source: str = "measured"
+    load: dict = dataclasses.field(default_factory=dict)  # others' CPU use while it raced (Load)
+
+    @property
+    def machine_load(self) -> Load:
+        return Load.from_json(self.load)
+
+    @property
+    def busy(self) -> bool:
+        """Measured while other processes took more of the machine than the threshold then."""
+        return bool(self.load.get("busy"))
 
     @property
     def winner_config(self) -> Optional[Config]:
