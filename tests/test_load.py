@@ -251,3 +251,34 @@ def test_a_quiet_pick_is_cached_and_every_speedup_sits_beside_its_own_reference(
     assert "BUSY" not in out and "machine: others used" in out
     line = next(ln for ln in out.splitlines() if screened[0].label in ln)
     assert " 100.0 " in line
+
+
+def test_reports_and_a_pick_from_saved_benchmarks_carry_the_load(tmp_path, capsys):
+    """A benchmark run's tables put the reference's img/s of the same rounds beside each speedup
+    and name the benchmarks measured on a busy machine; a pick from that run is labelled busy."""
+    from blocks.measure import report, saved
+    from tests.test_report import row, run_file
+
+    quiet, busy = Load(0.2, 10.0, 2), Load(12.0, 10.0, 2)
+    rows = [
+        row("subclassed · graph · default", 0.50),
+        row("xla · graph · default", 0.40, speedup=1.25),
+    ]
+    for r, reading, ref in zip(rows, (quiet, busy), (128.0, 114.5)):
+        r["extra_info"].update(load=reading.to_json(), reference_images_per_sec=ref)
+    path = run_file(tmp_path, rows=rows)
+    text = report.markdown(report.load_runs([path]))
+    assert "| 1.25x (1.23-1.27) vs 114.5 |" in text
+    busy_lines = [ln for ln in text.splitlines() if "BUSY" in ln]
+    assert busy_lines == [
+        "BUSY MACHINE during xla · graph · default: others used 1.2 of 2 cores (60%) over 10 s "
+        "of racing; figures unreliable"
+    ]
+    live = report.text_tables(rows, width=100)
+    assert any(ln.startswith("BUSY MACHINE during xla") for ln in live)
+    result = saved.pick_from_benchmarks(path)
+    assert result.busy and result.load["warning"].startswith("busy machine")
+    assert result.ranking[0].reference_images_per_sec == 114.5
+    cli._print_pick(result, verbose=False)
+    out, err = capsys.readouterr()
+    assert "BUSY MACHINE" in out and err.startswith("warning: busy machine")
