@@ -22,6 +22,7 @@ from blocks.measure.load import Load, Sampler
 from blocks.measure.result import PickResult
 from blocks.measure.workload import REFERENCE
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="Linux /proc only")
 
 SPIN = "import time\nend = time.monotonic() + {s}\nwhile time.monotonic() < end: pass"
@@ -282,3 +283,30 @@ def test_reports_and_a_pick_from_saved_benchmarks_carry_the_load(tmp_path, capsy
     cli._print_pick(result, verbose=False)
     out, err = capsys.readouterr()
     assert "BUSY MACHINE" in out and err.startswith("warning: busy machine")
+
+
+@pytest.mark.exhaustive  # a whole pick in TensorFlow workers: tens of seconds
+def test_a_whole_pick_beside_busy_processes_warns_and_caches_nothing(tmp_path):
+    cache_file = tmp_path / "picks.json"
+    env = {**os.environ, cache.ENV_VAR: str(cache_file), "PYTHONPATH": ROOT}
+    running = hogs(math.ceil(os.cpu_count() * min(1.0, load.BUSY_SHARE + 0.3)))
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "blocks", "pick", "--variants", "subclassed,functional"]
+            + ["--executions", "graph", "--runtimes", "default", "--batch-size", "2"]
+            + ["--image-size", "8", "--budget-s", "120"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+    finally:
+        for hog in running:
+            hog.kill()
+            hog.wait()
+    assert proc.returncode == 0, proc.stderr
+    assert "BUSY MACHINE: others used" in proc.stdout
+    warnings = [ln for ln in proc.stderr.splitlines() if ln.startswith("warning: busy machine")]
+    assert len(warnings) == 1 and "not cached" in warnings[0]
+    entries = json.loads(cache_file.read_text()).get("entries", {}) if cache_file.exists() else {}
+    assert not entries, "a pick on a busy machine was cached"
