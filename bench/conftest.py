@@ -193,6 +193,26 @@ def pytest_configure(config):
     if "--benchmark-name" not in args:
         config.option.benchmark_name = "short"
     config.stash[_MATRIX] = matrix(config)
+    _check_results_dir(config)
+
+
+def _check_results_dir(config) -> None:
+    """--results-dir is refused before anything runs when the run could not be kept there
+    without replacing what is not an earlier run (a file at the directory's path, a directory
+    or a foreign file at the run's)."""
+    directory = config.getoption("results_dir")
+    if not directory:
+        return
+    if os.path.lexists(directory) and not os.path.isdir(directory):
+        raise pytest.UsageError(
+            f"--results-dir: {directory!r} exists and is not a directory; expected a directory "
+            "(made if missing)"
+        )
+    target = os.path.join(directory, report.run_file_name(report.run_header()))
+    try:
+        report.check_run_path(target)
+    except OSError as e:
+        raise pytest.UsageError(f"--results-dir: {e}") from None
 
 
 _MATRIX = pytest.StashKey[tuple]()

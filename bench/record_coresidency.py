@@ -19,8 +19,9 @@ import json
 import os
 import re
 
-from blocks import cpu
+from blocks import _compat, cpu
 from blocks.executions import ENGINES
+from blocks.fileio import atomic_write, check_replaceable, json_with_keys
 from blocks.measure import lab, race, stats, workers
 from blocks.measure.workload import REFERENCE, Config, Workload
 
@@ -79,12 +80,30 @@ def record(workload: Workload, rounds: int, seed: int) -> dict:
     return {"workload": workload.to_json(), "tf": info["tf"], "keras": info["keras"], "rows": rows}
 
 
+_CHECK = (
+    "the recording",
+    "an earlier recording (JSON with 'recorded', 'machine' and 'runs')",
+    json_with_keys("recorded", "machine", "runs"),
+)
+
+
+def _path(out_dir: str, machine: dict, tf: str) -> str:
+    name = re.sub(r"[^a-z0-9]+", "-", machine.get("cpu", "cpu").lower()).strip("-")
+    return os.path.join(out_dir, f"coresidency-{name}-tf{tf}.json")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out_dir")
     parser.add_argument("--batch-sizes", default="1,64")
     parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args()
+    if not os.path.isdir(args.out_dir):
+        parser.error(f"out_dir {args.out_dir!r} is not a directory")
+    try:  # before the recording, not after it
+        check_replaceable(_path(args.out_dir, cpu.describe(), _compat.TF_VERSION), *_CHECK)
+    except OSError as e:
+        parser.error(str(e))
     runs = []
     for seed, batch in enumerate(int(b) for b in args.batch_sizes.split(",")):
         run = record(Workload("inference", batch), args.rounds, seed)
@@ -103,11 +122,10 @@ def main() -> None:
         "machine": machine,
         "runs": runs,
     }
-    name = re.sub(r"[^a-z0-9]+", "-", machine.get("cpu", "cpu").lower()).strip("-")
-    path = os.path.join(args.out_dir, f"coresidency-{name}-tf{runs[0]['tf']}.json")
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1)
-        f.write("\n")
+    path = _path(args.out_dir, machine, runs[0]["tf"])
+    text = (json.dumps(data, indent=1) + "\n").encode("utf-8")
+    check_replaceable(path, *_CHECK)
+    atomic_write(path, lambda f: f.write(text), "the recording")
     print(f"written: {path}")
 
 

@@ -17,6 +17,7 @@ import json
 import random
 
 from blocks import cpu
+from blocks.fileio import atomic_write, check_replaceable, json_with_keys
 from blocks.measure import lab, runtimes
 from blocks.measure.workers import Pool
 from blocks.measure.workload import REFERENCE, Workload
@@ -59,12 +60,20 @@ def record(workload: Workload, runtime: str, processes: int, rounds: int, seed: 
     }
 
 
+RECORDING_KEYS = ("recorded", "machine", "runs")
+RECORDING = "an earlier recording (JSON with 'recorded', 'machine' and 'runs')"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out")
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--processes", type=int, default=4)
     args = parser.parse_args()
+    try:  # before an hour of recording, not after it
+        check_replaceable(args.out, "the recording", RECORDING, json_with_keys(*RECORDING_KEYS))
+    except OSError as e:
+        parser.error(str(e))
     names, _ = runtimes.distinct(["onednn", "no-onednn"])
     runs = [
         record(w, r, args.processes, args.rounds, seed)
@@ -75,9 +84,8 @@ def main() -> None:
         "machine": cpu.describe(),
         "runs": runs,
     }
-    with open(args.out, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1)
-        f.write("\n")
+    text = (json.dumps(data, indent=1) + "\n").encode("utf-8")
+    atomic_write(args.out, lambda f: f.write(text), "the recording")
 
 
 if __name__ == "__main__":

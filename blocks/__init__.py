@@ -33,6 +33,7 @@ _API = {
     "Arch": "blocks.archs",
     "StemSpec": "blocks.archs",
     "BlockArgs": "blocks.layers",
+    "distribute_strategy": "blocks.distribute",
     "DeviceError": "blocks.kernels",
     "Registry": "blocks.registry",
     "Variant": "blocks.registry",

@@ -70,8 +70,9 @@ def cmd_report(args) -> int:
     try:
         runs = report.load_runs(args.results)
         text = report.markdown(runs, baseline=args.baseline)
-        print(text)
         png = args.png or report.default_chart_path(args.results)
+        report.check_chart_path(png)  # refused before the tables, not after them
+        print(text)
         print(f"chart: {report.plot(runs, png)}")
     except (ValueError, OSError, RuntimeError) as e:
         return _fail(str(e))
@@ -133,11 +134,7 @@ def _print_pick(result, verbose: bool) -> None:
             continue
         rank += 1
         iqr = f"{r.q1_images_per_sec:,.1f}-{r.q3_images_per_sec:,.1f}"
-        speed = "-"
-        if r.speedup is not None:
-            speed = f"{r.speedup:.2f}x"
-            if r.speedup_ci:
-                speed += f" ({r.speedup_ci[0]:.2f}-{r.speedup_ci[1]:.2f})"
+        speed = r.speedup_text()
         mark = {"winner": "*", "reference": "=", "screened out": "~", "disqualified": "!"}
         flag = mark.get(r.status, " ")
         ref = "-" if r.reference_images_per_sec is None else f"{r.reference_images_per_sec:,.1f}"

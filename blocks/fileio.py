@@ -5,6 +5,7 @@ of the package.)"""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from typing import BinaryIO, Callable
@@ -55,3 +56,42 @@ def atomic_write(path, write: Callable[[BinaryIO], None], what: str = "a file") 
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def check_replaceable(path, what: str, expected: str, ours: Callable[[str], bool]) -> None:
+    """Refuse to write `what` at `path` when something the project did not write is there: a
+    directory, a special file, or a file that `ours(path)` does not recognise. An absent path,
+    or a file of the project's own, may be written.
+
+    Raises:
+        IsADirectoryError / FileExistsError: one line naming `path` and `expected`; nothing at
+        `path` is changed.
+    """
+    path = os.fspath(path)
+    if not os.path.lexists(path):
+        return
+    if os.path.isdir(path):
+        raise IsADirectoryError(
+            f"Cannot write {what} to {path!r}: it is a directory; expected {expected} or a new "
+            "path. Nothing was changed."
+        )
+    if os.path.islink(path) or not os.path.isfile(path) or not ours(path):
+        raise FileExistsError(
+            f"Cannot write {what} to {path!r}: it exists and is not {expected}; remove it or "
+            "choose another path. Nothing was changed."
+        )
+
+
+def json_with_keys(*keys: str) -> Callable[[str], bool]:
+    """For `check_replaceable`: whether a file is a JSON object holding all of `keys` (what the
+    project's recording scripts write)."""
+
+    def ours(path: str) -> bool:
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except (OSError, UnicodeDecodeError, ValueError):
+            return False
+        return isinstance(data, dict) and all(k in data for k in keys)
+
+    return ours

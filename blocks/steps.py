@@ -54,6 +54,12 @@ def inference_step(model) -> Callable:
     return step
 
 
+def _refuse_inference_only(model) -> None:
+    variant = getattr(model, "variant", None)
+    if variant is not None and not get_variant(variant).trainable:
+        refuse_training(variant)
+
+
 def compiled_step(
     model,
     mode: str = "inference",
@@ -61,6 +67,7 @@ def compiled_step(
     dtype_policy: Optional[str] = None,
     *,
     threads: Optional[int] = None,
+    strategy=None,
 ):
     """The step a configuration runs, for `model` (a `blocks.resnet18(...)`): the way to run a
     pick's winner is `compiled_step(blocks.resnet18(variant), mode, execution)`.
@@ -76,6 +83,9 @@ def compiled_step(
             one for a model built with variant="auto", else "graph".
         dtype_policy: the model's policy (for loss scaling); default: the model's own.
         threads: an engine's intra-op threads; default: as many as TensorFlow uses.
+        strategy: a tf.distribute strategy (`blocks.distribute_strategy`) the model was built
+            under (`with strategy.scope()`): the training step over its replicas, called with
+            the global batch (see `blocks.distribute`).
 
     Raises:
         ValueError: an unknown mode or execution, or an engine asked to train.
@@ -86,6 +96,16 @@ def compiled_step(
         picked = getattr(model, "picked", None)
         execution = picked.execution if picked is not None else "graph"
     checks.choice(execution, EXECUTIONS, "execution", what="Unknown execution")
+    if strategy is not None:
+        if mode != "train" or is_engine(execution):
+            raise ValueError(
+                "Invalid strategy. A distribution strategy runs the training step of a TensorFlow "
+                f"execution; Received: mode={mode!r}, execution={execution!r}"
+            )
+        _refuse_inference_only(model)
+        from blocks import distribute
+
+        return distribute.train_step(model, strategy, execution, dtype_policy)
     if is_engine(execution):
         if mode != "inference":
             raise ValueError(
@@ -96,9 +116,7 @@ def compiled_step(
 
         return engines.EngineStep(model, execution, threads=threads)
     if mode == "train":
-        variant = getattr(model, "variant", None)
-        if variant is not None and not get_variant(variant).trainable:
-            refuse_training(variant)
+        _refuse_inference_only(model)
         fn = train_step(model, dtype_policy)
     else:
         fn = inference_step(model)

@@ -10,7 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-from blocks.measure import stats
+from blocks import fileio
+from blocks.measure import report, stats
+from tests.helpers.tree import snapshot
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = [
@@ -127,3 +129,59 @@ def test_bad_options_say_so_in_one_line(args, message):
     assert out.returncode == 4
     assert message in out.stderr, out.stderr
     assert "Traceback" not in out.stderr and "pluggy" not in out.stderr
+
+
+@pytest.mark.exhaustive  # two bench start-ups, for a check test_report covers in-process
+def test_a_results_dir_that_would_replace_what_is_not_a_run_is_refused(tmp_path):
+    """Refused before anything runs, in one line, and nothing under it changed."""
+    not_a_dir = tmp_path / "results"
+    not_a_dir.write_text("mine")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    taken = folder / report.run_file_name(report.run_header())
+    taken.write_text('{"mine": true}')
+    before = snapshot(tmp_path)
+    for directory, message in [
+        (not_a_dir, f"ERROR: --results-dir: {str(not_a_dir)!r} exists and is not a directory"),
+        (folder, f"ERROR: --results-dir: Cannot write a benchmark run to {str(taken)!r}: it "),
+    ]:
+        out = _bench("--benchmark-disable", "--results-dir", str(directory), *TINY, timeout=300)
+        assert out.returncode == 4 and message in out.stderr, out.stderr[-2000:]
+        assert "Traceback" not in out.stderr
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.exhaustive  # a TensorFlow start-up for a check of one line
+def test_a_recording_never_replaces_what_is_not_one(tmp_path):
+    """bench/record_noise.py refuses a directory or another file as its output before it
+    records, in one line, leaving it as it is."""
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    notes = tmp_path / "notes.json"
+    notes.write_text('{"runs": "mine"}')
+    before = snapshot(tmp_path)
+    for out, words in [(folder, "it is a directory"), (notes, "it exists and is not")]:
+        run = subprocess.run(
+            [sys.executable, "bench/record_noise.py", str(out)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert run.returncode == 2 and "Traceback" not in run.stderr
+        assert (
+            f"record_noise.py: error: Cannot write the recording to {str(out)!r}: {words}"
+            in run.stderr
+        )
+    assert snapshot(tmp_path) == before
+
+
+def test_a_recording_is_recognised_by_its_keys(tmp_path):
+    ours = tmp_path / "noise.json"
+    ours.write_text(json.dumps({"recorded": "2026-12-01", "machine": {}, "runs": []}))
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"runs": [], "machine": "mine"}))
+    is_recording = fileio.json_with_keys("recorded", "machine", "runs")
+    fileio.check_replaceable(ours, "the recording", "a recording", is_recording)
+    with pytest.raises(FileExistsError, match="it exists and is not a recording; remove it"):
+        fileio.check_replaceable(other, "the recording", "a recording", is_recording)

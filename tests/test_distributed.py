@@ -206,3 +206,69 @@ def test_the_multi_host_command_on_two_local_hosts(tag, tmp_path):
         and "global batch 4, 2 workers" in chief
     )
     assert other == ""
+
+
+@pytest.mark.exhaustive  # fresh TensorFlow processes: 10-20 s each on 2 cores
+@pytest.mark.parametrize("strategy", ["mirrored", pytest.param("multiworker", marks=needs_netns)])
+def test_a_strategy_picks_lines_run_as_printed_in_fresh_processes(strategy, tag):
+    """The "to use it" lines of a strategy's winner, as `pick` prints them, in new processes
+    (for multiworker one per member, TF_CONFIG naming loopback ports, in a private network
+    namespace, since TensorFlow's gRPC servers listen on every interface): one step of the
+    global batch over both replicas, the weights updated."""
+    import json
+    import sys
+
+    from blocks.measure.distributed import CLUSTER_PORT, tf_config
+    from blocks.measure.result import how_to_apply
+
+    config = Config("subclassed", "graph", "default", strategy, 2)
+    apply = how_to_apply(config, WORKLOAD)
+    assert apply["strategy"] == strategy and apply["replicas"] == 2
+    assert f'blocks.distribute_strategy("{strategy}", 2)' in "\n".join(apply["python"])
+    n = 2 * WORKLOAD.batch_size
+    code = "\n".join(
+        [
+            *apply["python"],
+            "import json, numpy as np",
+            "before = model.trainable_variables[0].numpy().copy()",
+            f"x = np.random.default_rng(0).uniform(size=({n}, 16, 16, 3)).astype(np.float32)",
+            f"y = np.arange({n}) % 10",
+            "logits = np.asarray(step(x, y))",
+            "moved = float(np.abs(model.trainable_variables[0].numpy() - before).max())",
+            "print(json.dumps({'replicas': strategy.num_replicas_in_sync, "
+            "'shape': list(logits.shape), 'finite': bool(np.isfinite(logits).all()), "
+            "'moved': moved}))",
+        ]
+    )
+    members = 2 if strategy == "multiworker" else 1
+    ports = [CLUSTER_PORT + i for i in range(members)]
+    netns = workers.NetworkNamespace() if strategy == "multiworker" else None
+    procs = []
+    try:
+        for i in range(members):
+            env = dict(os.environ)
+            if strategy == "multiworker":
+                env["TF_CONFIG"] = tf_config(ports, i)
+            procs.append(
+                subprocess.Popen(
+                    [*(netns.prefix if netns else []), sys.executable, "-c", code],
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
+        outputs = [p.communicate(timeout=240) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        if netns is not None:
+            netns.close()
+    for p, (out, err) in zip(procs, outputs):
+        assert p.returncode == 0, err[-2000:]
+        result = json.loads(out.strip().splitlines()[-1])
+        assert result["replicas"] == 2 and result["finite"] and result["moved"] > 0
+        # Mirrored: both replicas' logits here; multiworker: this member's replica's.
+        assert result["shape"] == [n // members, 10]

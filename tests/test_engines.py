@@ -17,6 +17,7 @@ from blocks.measure.picker import plan
 from blocks.measure.result import how_to_apply
 from blocks.measure.workload import Config, Workload
 from tests.helpers import numpy_resnet
+from tests.helpers.tree import snapshot
 
 BATCH = 2
 SUFFIX = {name: spec.suffixes[0] for name, spec in ENGINES.items()}
@@ -153,6 +154,68 @@ def test_export_never_replaces_what_it_did_not_write(small, tmp_path):
     with pytest.raises(FileExistsError, match="not a SavedModel directory"):
         blocks.export(small, "saved_model", folder, overwrite=True)
     assert sorted(os.listdir(tmp_path)) == ["m.onnx", "not_a_saved_model"]
+
+
+# The first bytes of what each converter wrote here (tf2onnx 1.17, OpenVINO, TFLiteConverter).
+EXPORT_HEADS = {
+    "m.onnx": b"\x08\x08\x12\x07tf2onnx\x1a\x0b1.17.0 None:",
+    "m.xml": b'<?xml version="1.0"?>\n<net name="TensorFlow_Frontend_IR" version="11">\n',
+    "m.bin": b"\x00" * 8 + b"\x03" + b"\x00" * 7,
+    "m.tflite": b"\x1c\x00\x00\x00TFL3\x14\x00 \x00\x1c\x00",
+}
+FORMAT_OF = {"m.onnx": "onnx", "m.xml": "openvino", "m.tflite": "litert", "sm": "saved_model"}
+
+
+def _foreign(at, kind):
+    if kind == "directory":
+        at.mkdir()
+        (at / "keep.txt").write_text("mine")
+    elif kind == "text":
+        at.write_text("my notes")
+    else:  # another format's bytes under this name
+        at.write_bytes(b"PK\x03\x04" + bytes(range(200)))
+
+
+@pytest.mark.parametrize("kind", ["directory", "text", "another format"])
+@pytest.mark.parametrize("name", ["m.onnx", "m.xml", "m.bin", "m.tflite", "sm"])
+def test_export_refuses_what_is_not_an_earlier_export_and_leaves_it(small, tmp_path, name, kind):
+    """A directory or another file at a target is refused in one line, overwrite or not,
+    before any conversion, and every path is left as it was."""
+    fmt = FORMAT_OF.get(name, "openvino")  # m.bin: an IR's weights, with no IR beside them
+    _foreign(tmp_path / name, kind)
+    path = tmp_path / ("m.xml" if name == "m.bin" else name)
+    before = snapshot(tmp_path)
+    for overwrite in (False, True):
+        with pytest.raises(FileExistsError) as raised:
+            blocks.export(small, fmt, path, overwrite=overwrite)
+        message = str(raised.value)
+        assert "\n" not in message and message.startswith("Cannot export to ")
+        assert "it exists and is not " in message and "It was left as it is" in message
+        assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("names", [["m.onnx"], ["m.xml", "m.bin"], ["m.tflite"]])
+def test_an_earlier_export_is_recognised_and_replaced_only_with_overwrite(small, tmp_path, names):
+    for name in names:
+        (tmp_path / name).write_bytes(EXPORT_HEADS[name] + bytes(100))
+    before = snapshot(tmp_path)
+    with pytest.raises(FileExistsError) as raised:
+        blocks.export(small, FORMAT_OF[names[0]], tmp_path / names[0])
+    assert str(raised.value) == (
+        f"Cannot export to {str(tmp_path / names[0])!r}: it exists. Choose another path, or "
+        "pass overwrite=True to replace it."
+    )
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.exhaustive  # two conversions
+def test_overwrite_replaces_an_earlier_export(small, tmp_path):
+    installed("onnx")
+    path = tmp_path / "m.onnx"
+    blocks.export(small, "onnx", path)
+    first = path.stat().st_mtime_ns
+    assert blocks.export(small, "onnx", path, overwrite=True) == [str(path)]
+    assert path.stat().st_mtime_ns != first and os.listdir(tmp_path) == ["m.onnx"]
 
 
 def test_an_engine_runs_float32_inference_only(small):

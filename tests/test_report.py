@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from blocks.measure import report
+from tests.helpers.tree import snapshot
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CPU = {"cpu": "Test CPU", "simd": "AVX2", "cores": 2, "machine": "x86_64"}
@@ -192,6 +193,56 @@ def test_chart(tmp_path):
     out = report.plot(runs, tmp_path / "chart.png")
     with open(out, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    first = (tmp_path / "chart.png").read_bytes()
+    assert report.plot(runs, tmp_path / "chart.png") == out, "its own chart is replaced"
+    assert sorted(os.listdir(tmp_path)) == ["chart.png", "run.json"]
+    assert (tmp_path / "chart.png").read_bytes()[:8] == first[:8]
+
+
+def _decoy(at, kind):
+    if kind == "directory":
+        at.mkdir()
+        (at / "notes.txt").write_text("mine")
+        return IsADirectoryError, "it is a directory; expected "
+    at.write_bytes(
+        {
+            "PNG of another program": b"\x89PNG\r\n\x1a\n" + bytes(range(256)),
+            "JSON of another program": b'{"benchmarks": [], "mine": true}',
+            "text": b"notes",
+        }[kind]
+    )
+    return FileExistsError, "it exists and is not "
+
+
+@pytest.mark.parametrize("kind", ["directory", "PNG of another program", "text"])
+def test_the_chart_never_replaces_what_is_not_its_own(tmp_path, kind):
+    runs = report.load_runs([run_file(tmp_path)])
+    target = tmp_path / "chart.png"
+    error, words = _decoy(target, kind)
+    before = snapshot(tmp_path)
+    with pytest.raises(error) as raised:
+        report.plot(runs, target)
+    message = str(raised.value)
+    assert message.startswith(f"Cannot write the chart to {str(target)!r}: {words}")
+    assert report.CHART_EXPECTED in message and "\n" not in message
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("kind", ["directory", "JSON of another program", "text"])
+def test_a_run_is_kept_only_over_an_earlier_run(tmp_path, kind):
+    """What `pytest bench/ --results-dir` writes: an earlier run is replaced, nothing else."""
+    earlier = run_file(tmp_path, "earlier.json")
+    report.write_json(earlier, {"benchmarks": [], "resnet_blocks": {"tf": "2.21.0"}})
+    assert report.load(earlier).header == {"tf": "2.21.0"}
+    target = tmp_path / "run-file.json"
+    error, words = _decoy(target, kind)
+    before = snapshot(tmp_path)
+    with pytest.raises(error) as raised:
+        report.write_json(target, {"benchmarks": [], "resnet_blocks": {}})
+    message = str(raised.value)
+    assert message.startswith(f"Cannot write a benchmark run to {str(target)!r}: {words}")
+    assert report.RUN_EXPECTED in message and "\n" not in message
+    assert snapshot(tmp_path) == before
 
 
 @pytest.mark.parametrize(
@@ -218,6 +269,20 @@ def _report(*args):
         timeout=300,
         cwd=ROOT,
     )
+
+
+def test_report_command_refuses_a_chart_path_not_its_own_before_printing(tmp_path):
+    run = run_file(tmp_path)
+    decoy = tmp_path / "mine.png"
+    decoy.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
+    before = snapshot(tmp_path)
+    out = _report(str(run), "--png", str(decoy))
+    assert out.returncode == 2 and out.stdout == "" and "Traceback" not in out.stderr
+    assert out.stderr.splitlines() == [
+        f"error: Cannot write the chart to {str(decoy)!r}: it exists and is not "
+        f"{report.CHART_EXPECTED}; remove it or choose another path. Nothing was changed."
+    ]
+    assert snapshot(tmp_path) == before
 
 
 def test_report_command_on_files_and_directories(tmp_path):

@@ -12,6 +12,7 @@ import blocks
 from tests.helpers.data import images, random_weights, shapes_of
 from tests.helpers.runs import SHAPES, network
 from tests.helpers.tolerances import TOLERANCE, rel_err
+from tests.helpers.tree import snapshot
 
 REFERENCE = "subclassed"
 
@@ -124,11 +125,85 @@ def test_save_and_load_file(model, tmp_path):
         assert v.tobytes() == weights[k].tobytes(), k
 
 
-def test_save_to_path_without_npz_suffix_writes_exactly_that_path(tmp_path):
+@pytest.mark.parametrize("name, head", [("W.NPZ", b"PK"), ("w.SafeTensors", b"")])
+def test_the_extension_names_the_format_in_any_case(tmp_path, name, head):
     m = _model(REFERENCE, "seed")
-    blocks.save_weights(m, tmp_path / "weights.bin")
-    assert os.listdir(tmp_path) == ["weights.bin"]
-    blocks.load_weights(m, tmp_path / "weights.bin")
+    path = tmp_path / name
+    blocks.save_weights(m, path)
+    data = path.read_bytes()
+    assert data.startswith(b"PK") if head else data[8:9] == b"{"
+    assert os.listdir(tmp_path) == [name]
+    got = blocks.read_weights(path)
+    assert {k: v.tobytes() for k, v in got.items()} == {
+        k: v.tobytes() for k, v in blocks.export_weights(m).items()
+    }
+
+
+def test_load_reads_the_content_whatever_the_name(tmp_path):
+    """Documented: a file is read by its first bytes, so weights other tools saved as .bin
+    in one of the two formats load."""
+    m = _model(REFERENCE, "seed")
+    blocks.save_weights(m, tmp_path / "w.npz")
+    os.rename(tmp_path / "w.npz", tmp_path / "w.bin")
+    before = blocks.export_weights(m)
+    blocks.import_weights(m, _random(m, np.random.default_rng(3)))
+    blocks.load_weights(m, tmp_path / "w.bin")
+    _unchanged(m, before)
+
+
+@pytest.mark.parametrize("name", ["w.h5", "w.pt", "weights", "w.npz.bak", "w.bin"])
+def test_save_refuses_other_extensions_and_writes_nothing(tmp_path, name):
+    (tmp_path / "w.h5").write_bytes(b"\x89HDF\r\n\x1a\n the user's own file")
+    (tmp_path / "keep").mkdir()
+    before = snapshot(tmp_path)
+    path = tmp_path / name
+    with pytest.raises(ValueError) as raised:
+        blocks.save_weights(_model(REFERENCE, "seed"), path)
+    assert str(raised.value) == (
+        "Invalid weights path. Expected a file name ending in '.npz' or '.safetensors' "
+        f"(any case); Received: path={str(path)!r}"
+    )
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("name", ["adir.npz", "adir.safetensors"])
+def test_save_to_a_directory_names_it_and_leaves_it(tmp_path, name):
+    target = tmp_path / name
+    target.mkdir()
+    (target / "notes.txt").write_text("mine")
+    before = snapshot(tmp_path)
+    with pytest.raises(IsADirectoryError) as raised:
+        blocks.save_weights(_model(REFERENCE, "seed"), target)
+    assert str(raised.value) == (
+        f"Cannot write weights to {str(target)!r}: it is a directory; expected a file path "
+        "ending in '.npz' or '.safetensors'."
+    )
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+@pytest.mark.parametrize("name", ["w.npz", "w.safetensors"])
+def test_save_refuses_non_finite_weights_and_keeps_the_old_file(tmp_path, bad, name):
+    m = _model(REFERENCE, "seed")
+    path = tmp_path / name
+    blocks.save_weights(m, path)
+    before = snapshot(tmp_path)
+    good = blocks.export_weights(m)
+    variables = blocks.canonical_variables(m)
+    first, later = list(good)[3], list(good)[-1]  # both spoiled: the first in order is named
+    try:
+        for key in (later, first):
+            value = np.array(good[key])
+            value.flat[-1] = bad
+            variables[key].assign(value)
+        with pytest.raises(ValueError) as raised:
+            blocks.save_weights(m, path)
+    finally:
+        blocks.import_weights(m, good)  # the model is shared by the session's tests
+    assert str(raised.value) == (
+        f"Weight {first!r} holds NaN or infinite values; nothing was written to {str(path)!r}."
+    )
+    assert snapshot(tmp_path) == before
 
 
 @functools.lru_cache(maxsize=None)

@@ -253,7 +253,39 @@ def _targets(name: str, path: str) -> list:
     return [stem + s for s in suffixes]
 
 
+# How an earlier export is told from a file that only shares its name, by its first bytes: an
+# ONNX ModelProto opens with its IR version (field 1) then the producer, tf2onnx; a .tflite
+# flatbuffer has its identifier at byte 4; an IR's .xml is a <net>, and its .bin goes with it.
+_EXPORT_HEADS = {
+    ".onnx": lambda head: head[:1] == b"\x08" and b"\x12\x07tf2onnx" in head[:16],
+    ".tflite": lambda head: head[4:8] == b"TFL3",
+    ".xml": lambda head: head.startswith(b"<?xml") and b"<net " in head[:256],
+}
+
+
+def _head(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(256)
+    except OSError:
+        return b""
+
+
+def _an_earlier_export(name: str, targets: list, target: str) -> bool:
+    """Whether the existing `target` is what `export` writes in format `name`."""
+    if name == "saved_model":
+        return os.path.isdir(target) and os.path.isfile(os.path.join(target, "saved_model.pb"))
+    if not os.path.isfile(target) or os.path.islink(target):
+        return False
+    suffix = os.path.splitext(target)[1].lower()
+    if suffix == ".bin":  # an IR's weights: its .xml decides
+        return os.path.isfile(targets[0]) and _EXPORT_HEADS[".xml"](_head(targets[0]))
+    return _EXPORT_HEADS[suffix](_head(target))
+
+
 def _check_targets(name: str, targets: list, overwrite: bool) -> None:
+    """Only an earlier export of the same format is ever replaced, and only with `overwrite`:
+    a directory or a file of anything else at a target is refused, overwrite or not."""
     directory = os.path.dirname(os.path.abspath(targets[0]))
     if not os.path.isdir(directory):
         raise FileNotFoundError(
@@ -262,21 +294,21 @@ def _check_targets(name: str, targets: list, overwrite: bool) -> None:
     for target in targets:
         if not os.path.lexists(target):
             continue
+        if not _an_earlier_export(name, targets, target):
+            if name == "saved_model":
+                what = "a SavedModel directory; only a SavedModel is replaced"
+            elif os.path.isfile(target) and not os.path.islink(target):
+                what = f"an earlier {name!r} export; only such a file is replaced"
+            else:
+                what = "a file; only an earlier export's file is replaced"
+            raise FileExistsError(
+                f"Cannot export to {target!r}: it exists and is not {what}. It was left as it "
+                "is: choose another path."
+            )
         if not overwrite:
             raise FileExistsError(
                 f"Cannot export to {target!r}: it exists. Choose another path, or pass "
                 "overwrite=True to replace it."
-            )
-        if name == "saved_model":
-            if not os.path.isfile(os.path.join(target, "saved_model.pb")):
-                raise FileExistsError(
-                    f"Cannot export to {target!r}: it exists and is not a SavedModel directory; "
-                    "only a SavedModel is replaced."
-                )
-        elif not os.path.isfile(target) or os.path.islink(target):
-            raise FileExistsError(
-                f"Cannot export to {target!r}: it exists and is not a file; only a file is "
-                "replaced."
             )
 
 

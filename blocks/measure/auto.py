@@ -18,7 +18,7 @@ from blocks import _compat, cpu
 from blocks.archs import get_arch
 from blocks.measure import picker
 from blocks.measure.runtimes import get as get_runtime
-from blocks.measure.workload import REFERENCE, Config
+from blocks.measure.workload import REFERENCE, Config, Workload
 from blocks.models import input_shape_for, resolve_policy
 
 AUTO = "auto"
@@ -53,7 +53,8 @@ def resolve_auto(*, arch, input_shape, dtype_policy, pick_on_miss: bool) -> Conf
     options = dict(
         mode="inference", batch_size=64, dtype_policy=policy, arch=arch, input_shape=input_shape
     )
-    hit = picker.cached_pick(**options)
+    workload, _, _ = picker.plan(**options)
+    hit = picker.cached_pick_for(workload)  # whatever candidate space it raced
     if hit is None and pick_on_miss:
         hit = picker.pick(**options)
     if hit is not None and hit.winner is not None:
@@ -63,11 +64,13 @@ def resolve_auto(*, arch, input_shape, dtype_policy, pick_on_miss: bool) -> Conf
             warnings.warn(f"variant='auto': {problem}", AutoVariantWarning, stacklevel=4)
         return config
     h, w, _ = input_shape
+    others = sorted({Workload.from_json(r.workload).label for r in picker.cached_picks()})
     warnings.warn(
-        f"variant='auto': no cached pick for {picker.default_device()}, arch={arch!r}, {h}x{w}, "
+        f"variant='auto': no cached pick for {workload.device}, arch={arch!r}, {h}x{w}, "
         f"{policy}, inference batch 64 (TF {_compat.TF_VERSION}); using "
         f"{REFERENCE.variant!r}. Run `python -m blocks pick --arch {arch} --image-size {h} "
-        f"--dtype-policy {policy}` once, or pass pick_on_miss=True.",
+        f"--dtype-policy {policy}` once, or pass pick_on_miss=True. Cached here: "
+        + ("; ".join(others) if others else "none"),
         AutoVariantWarning,
         stacklevel=4,
     )

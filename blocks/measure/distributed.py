@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from blocks import _compat
+from blocks import distribute as library
 from blocks.archs import ARCHS
 from blocks.kernels import DeviceError
 from blocks.measure.steps import (
@@ -32,7 +33,7 @@ from blocks.measure.steps import (
 from blocks.measure.verify import TOLERANCE, compare_update, random_weights, rel_err, verdict
 from blocks.measure.workload import Config, Workload
 from blocks.models import resnet18
-from blocks.steps import LEARNING_RATE, MOMENTUM
+from blocks.steps import LEARNING_RATE
 from blocks.variants import get_variant
 from blocks.weights import canonical_variables, export_weights, import_weights
 
@@ -63,10 +64,7 @@ def configure_process(environ=None) -> None:
     environ = os.environ if environ is None else environ
     n = int(environ.get(LOGICAL_CPUS_VAR, "0") or 0)
     if n > 1:
-        cpus = tf.config.list_physical_devices("CPU")
-        tf.config.set_logical_device_configuration(
-            cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(n)]
-        )
+        library.logical_cpus(n)
     kind = environ.get(STRATEGY_VAR)
     if kind == "multiworker":
         _strategy = tf.distribute.MultiWorkerMirroredStrategy()
@@ -75,21 +73,10 @@ def configure_process(environ=None) -> None:
 
 
 def mirrored_strategy(replicas: int):
-    """MirroredStrategy over `replicas` GPUs if there are that many, else logical CPUs."""
-    gpus = tf.config.list_logical_devices("GPU")
-    if len(gpus) >= replicas:
-        return tf.distribute.MirroredStrategy([d.name for d in gpus[:replicas]])
-    cpus = tf.config.list_logical_devices("CPU")
-    if len(cpus) < replicas:
-        raise Unsupported(
-            f"mirrored x{replicas}: this process has {len(cpus)} CPU device(s); start it with "
-            f"{LOGICAL_CPUS_VAR}={replicas}"
-        )
-    # Reduction through the host: NCCL, the default's choice, is for GPUs.
-    return tf.distribute.MirroredStrategy(
-        [d.name for d in cpus[:replicas]],
-        cross_device_ops=tf.distribute.ReductionToOneDevice(),
-    )
+    try:
+        return library.mirrored_strategy(replicas)
+    except ValueError as e:
+        raise Unsupported(f"{e} (start the process with {LOGICAL_CPUS_VAR}={replicas})") from e
 
 
 def strategy():
@@ -116,25 +103,6 @@ def global_inputs(workload: Workload, replicas: int, seed: int = 0) -> tuple:
     return x, y
 
 
-def replica_train_step(model, optimizer, global_batch: int, loss_scaling: bool):
-    """The per-replica step: forward, loss averaged over the global batch, gradients, update."""
-
-    def step(images, labels):
-        with tf.GradientTape() as tape:
-            logits = model(images, training=True)
-            per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
-            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
-            scaled = _compat.scale_loss(optimizer, loss) if loss_scaling else loss
-        variables = model.trainable_variables
-        grads = tape.gradient(scaled, variables)
-        if loss_scaling:
-            grads = _compat.unscale_gradients(optimizer, grads)
-        optimizer.apply_gradients(zip(grads, variables))
-        return logits
-
-    return step
-
-
 def build(workload: Workload, config: Config, seed: int = 0):
     """(model, step(): one distributed training step on the fixed global batch, replica count)."""
     if workload.mode != "train":
@@ -152,35 +120,16 @@ def build(workload: Workload, config: Config, seed: int = 0):
             f"{config.label}: TensorFlow {_compat.TF_VERSION} hangs in jit_compile under a "
             "strategy; use execution graph"
         )
-    global_batch = workload.batch_size * replicas
     x, y = global_inputs(workload, replicas, seed)
     with strat.scope():
         model = build_model(workload, config, seed)
-        optimizer = _compat.sgd_momentum(
-            LEARNING_RATE, MOMENTUM, loss_scaling=workload.dtype_policy == "mixed_float16"
-        )
-        _compat.build_optimizer(optimizer, model.trainable_variables)
-    per_replica = workload.batch_size
-
-    def slice_for(ctx):
-        i = ctx.replica_id_in_sync_group
-        return (
-            x[i * per_replica : (i + 1) * per_replica],
-            y[i * per_replica : (i + 1) * per_replica],
-        )
-
-    images_labels = strat.experimental_distribute_values_from_function(slice_for)
-    replica_fn = replica_train_step(
-        model, optimizer, global_batch, workload.dtype_policy == "mixed_float16"
-    )
-    if config.execution == "xla":
-        replica_fn = tf.function(replica_fn, jit_compile=True)
+    # The user's step (blocks.compiled_step(..., strategy=)), its values placed once.
+    step = library.train_step(model, strat, config.execution, workload.dtype_policy)
+    images_labels = step.distribute(x, y)
 
     def run_step():
-        return strat.run(replica_fn, args=images_labels)
+        return step.run(*images_labels)
 
-    if config.execution in ("graph", "xla"):
-        run_step = tf.function(run_step)
     return model, run_step, replicas
 
 

@@ -40,6 +40,12 @@ from blocks.variants import VARIANTS, get_variant
 # Seconds for a whole pick, start-up and compilation included. A training step compiles and runs
 # several times longer than a forward pass.
 DEFAULT_BUDGET_S = {"inference": 150.0, "train": 420.0}
+# The least a pick can fit: a worker starting TensorFlow (3-5 s on a 2-core AMD EPYC), the
+# reference and one candidate compiled, a few rounds, the winner verified; a training step
+# compiles several times longer. Below it a run could only overrun or measure nothing.
+MIN_BUDGET_S = {"inference": 20.0, "train": 40.0}
+# Kept back from the budget for stopping the workers at the end.
+CLOSE_S = 1.0
 FINALISTS = 3  # besides the reference
 # The final rounds fill what the budget leaves, up to this many, so that a fast step does not run
 # on for the whole of a generous budget.
@@ -172,6 +178,36 @@ def cached_pick(device=None, **options) -> Optional[PickResult]:
     return result
 
 
+def _same_place(key: dict, mine: dict) -> bool:
+    """Measured on this device with these TF and Keras versions."""
+    return all(key.get(k) == mine.get(k) for k in ("device", "tf", "keras"))
+
+
+def cached_picks(device=None) -> list:
+    """Every decided pick cached for this device and TF/Keras versions, whatever its workload
+    and candidate space, newest first."""
+    mine = make_key(Workload(device=devices.resolve(device or default_device())), [])
+    found = []
+    for key, entry in cache.entries():
+        if not _same_place(key, mine):
+            continue
+        try:
+            result = PickResult.from_json(entry)
+        except (TypeError, KeyError, ValueError):
+            continue  # an entry of an older format
+        if result.winner is not None and not result.provisional:
+            result.source = "cache"
+            found.append(result)
+    return sorted(found, key=lambda r: r.measured_at, reverse=True)
+
+
+def cached_pick_for(workload: Workload) -> Optional[PickResult]:
+    """The cached pick for `workload` here whatever candidates it raced: of several, the one
+    that raced the most, then the newest."""
+    hits = [r for r in cached_picks(workload.device) if r.workload == workload.to_json()]
+    return max(hits, key=lambda r: len(r.key.get("candidates", ())), default=None)
+
+
 @dataclasses.dataclass
 class _Candidate:
     config: Config
@@ -202,6 +238,10 @@ class _Clock:
 
     def left(self) -> float:
         return max(0.0, self.budget_s - self.elapsed())
+
+    def timeout(self, wanted: float) -> float:
+        """A request's timeout: `wanted`, but never past the budget (less CLOSE_S)."""
+        return max(0.1, min(wanted, self.left() - CLOSE_S))
 
     def report(self, fraction: float, message: str) -> None:
         self.progress(fraction, message, self.elapsed(), self.left())
@@ -266,6 +306,13 @@ def pick(
     )
     checks.positive_number(budget_s, "budget_s", allow_none=True)
     budget = DEFAULT_BUDGET_S[workload.mode] if budget_s is None else float(budget_s)
+    least = MIN_BUDGET_S[workload.mode]
+    if budget < least:
+        raise ValueError(
+            f"Invalid budget_s. A pick needs at least {least:g} s in {workload.mode} (a worker to "
+            "start TensorFlow, the reference and a candidate to compile, rounds, a verification); "
+            f"Received: budget_s={budget_s!r}"
+        )
     imports = workers.variant_modules({c.variant for c in configs})
     with workers.Pool(imports) as pool:
         return _Pick(pool, workload, configs, equal, _Clock(budget, progress)).run(use_cache)
@@ -291,6 +338,7 @@ class _Pick:
             for same in equal
         ]
         self.versions: dict = {}
+        self.unverified = "every finalist failed its verification"
         self.load = Load()  # others' CPU use over the pick's races
 
     # --- phase 1: compile ---------------------------------------------------------------------
@@ -307,12 +355,12 @@ class _Pick:
 
     def _start(self, name: str, config: Config):
         worker = self.pool.start_for(name, config)
-        info = worker.hello(timeout_s=max(60.0, self.clock.left()))
+        info = worker.hello(timeout_s=self.clock.timeout(max(60.0, self.clock.left())))
         self.versions = {k: info[k] for k in ("tf", "keras", "cpu")}
         return worker
 
     def _prepare(self, worker, c: _Candidate, deadline: float) -> None:
-        timeout = max(10.0, deadline - time.monotonic())
+        timeout = self.clock.timeout(max(10.0, deadline - time.monotonic()))
         try:
             reply = worker.call(
                 "prepare",
@@ -324,6 +372,11 @@ class _Pick:
             )
         except workers.RequestFailed as e:
             c.status, c.reason, c.detail = "could not run", str(e), e.detail
+            return
+        except workers.WorkerError:
+            if self.clock.left() > CLOSE_S:
+                raise
+            c.status, c.reason = "not measured", "the budget ran out while it compiled"
             return
         c.compile_s, c.layout, c.engine = reply["compile_s"], reply["layout"], reply.get("engine")
         c.entrant = race.Entrant(
@@ -354,8 +407,10 @@ class _Pick:
             try:
                 worker = self.pool.workers.get(name) or self._start(name, members[0].config)
             except workers.WorkerError as e:
+                out = self.clock.left() <= CLOSE_S
                 for c in members:
-                    c.status, c.reason = "could not run", str(e)
+                    c.status = "not measured" if out else "could not run"
+                    c.reason = "the budget ran out while its worker started" if out else str(e)
                 return
             for i, c in enumerate(members):
                 # Once its worker is up, a group's first member compiles whatever the clock says
@@ -466,8 +521,10 @@ class _Pick:
         if not finals:
             raise self._nothing_ran()
         verify_reserve = 2.5 * max(c.compile_s or 0 for c in finals) + 5
-        until = max(time.monotonic() + 1, clock.start + clock.budget_s - verify_reserve)
         per_round = sum(c.entrant.call_s * c.entrant.calls for c in finals) + 0.01 * len(finals)
+        # A round in flight at `until` finishes: it comes out of the budget too.
+        end = clock.start + clock.budget_s - CLOSE_S - verify_reserve - per_round
+        until = max(time.monotonic() + 1, end)
         window = int((until - time.monotonic()) / per_round)
         rounds = max(stats.MIN_ROUNDS, min(MAX_FINAL_ROUNDS, window))
         base = clock.elapsed() / clock.budget_s
@@ -538,9 +595,17 @@ class _Pick:
             self.clock.report(0.96, f"verifying {winner.config.label}")
             try:
                 verification = winner.entrant.worker.call(
-                    "verify", max(120.0, self.clock.left() + 60), key=winner.entrant.key
+                    "verify", self.clock.timeout(120.0), key=winner.entrant.key
                 )
             except (workers.WorkerError, workers.RequestFailed) as e:
+                if isinstance(e, workers.WorkerError) and self.clock.left() <= CLOSE_S:
+                    winner.status = "not measured"
+                    winner.reason = "the budget ran out while it was verified"
+                    self.unverified = (
+                        f"the budget ran out before {winner.config.label} was verified"
+                    )
+                    decision = None
+                    break
                 verification = {"passed": False, "checks": {}, "text": f"could not verify: {e}"}
             if verification["passed"]:
                 winner.status = "winner"
@@ -582,7 +647,7 @@ class _Pick:
                 if r.rounds:
                     # In throughput: a strategy's step takes `replicas` times the images.
                     s = [c.config.replicas * x for x in r.speedup()]
-                    row.speedup = round(s[0], 3)
+                    row.speedup, row.speedup_rounds = round(s[0], 3), r.rounds
                     row.speedup_ci = [round(s[1], 3), round(s[2], 3)] if r.decided else None
         return row
 
@@ -596,11 +661,20 @@ class _Pick:
         machine = {**cpu.describe(), "device": self.workload.device}
         key = make_key(self.workload, self.configs)
         speedup = None
+        provisional = decision is None or decision.provisional
+        text = decision.text if decision else self.unverified
         if winner is not None:
             w = next(r for r in rows if r.status == "winner")
             if w.speedup is not None:
                 speedup = [w.speedup, *(w.speedup_ci or [None, None])]
-        text = decision.text if decision else "every finalist failed its verification"
+            if not w.speedup_ci and winner is not self.reference:
+                # The decision among candidates may stand (the only candidate), but its gain over
+                # the reference rests on too few paired rounds for an interval.
+                provisional = True
+                text += (
+                    f"; its speedup over the reference rests on {w.speedup_rounds} paired "
+                    f"round(s), fewer than the {stats.MIN_ROUNDS} an interval needs: provisional"
+                )
         return PickResult(
             workload=self.workload.to_json(),
             key=key,
@@ -608,7 +682,7 @@ class _Pick:
             winner=None if winner is None else winner.config.to_json(),
             decision=text,
             clearly_ahead=bool(decision and decision.clearly_ahead),
-            provisional=bool(decision is None or decision.provisional),
+            provisional=bool(provisional),
             speedup=speedup,
             apply=how_to_apply(winner.config, self.workload, winner.engine) if winner else {},
             verification=verification,

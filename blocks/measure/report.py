@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import glob
+import io
 import json
 import os
 import platform
@@ -23,7 +24,7 @@ from collections import OrderedDict
 from typing import Optional
 
 from blocks import cpu
-from blocks.fileio import atomic_write
+from blocks.fileio import atomic_write, check_replaceable
 
 REFERENCE_LABEL = "subclassed · graph · default"
 
@@ -44,10 +45,46 @@ def run_header(not_run=(), ceilings=None) -> dict:
     }
 
 
+RUN_EXPECTED = "a benchmark run of resnet-blocks (JSON with a 'resnet_blocks' header)"
+CHART_TITLE = "resnet-blocks benchmark report"  # in the PNG's metadata: a chart of ours
+CHART_EXPECTED = "a resnet-blocks chart (a PNG it wrote)"
+
+
+def _is_run(path: str) -> bool:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(data, dict) and isinstance(data.get("resnet_blocks"), dict)
+
+
+def _is_chart(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)  # matplotlib writes its text chunks before the image data
+    except OSError:
+        return False
+    return head.startswith(b"\x89PNG\r\n\x1a\n") and CHART_TITLE.encode() in head
+
+
+def check_run_path(path) -> None:
+    """Refuse a path where a run cannot be written without replacing what is not one (see
+    `fileio.check_replaceable`): a directory, or a file other than an earlier run."""
+    check_replaceable(path, "a benchmark run", RUN_EXPECTED, _is_run)
+
+
+def check_chart_path(path) -> None:
+    """Refuse a chart path holding anything but a chart of ours (a directory, another file)."""
+    check_replaceable(path, "the chart", CHART_EXPECTED, _is_chart)
+
+
 def write_json(path, data: dict) -> None:
     """Write `data` to `path` atomically: a temporary file, flushed, then renamed over it, so a
-    crash mid-write leaves the old file or the new one, never half of one. (Objects JSON does
-    not know, such as a benchmark's parameters, are written as their text.)"""
+    crash mid-write leaves the old file or the new one, never half of one. Only an earlier run
+    is replaced (`check_run_path`). (Objects JSON does not know, such as a benchmark's
+    parameters, are written as their text.)"""
+    check_run_path(path)
     text = (json.dumps(data, indent=1, default=str) + "\n").encode("utf-8")
     atomic_write(path, lambda f: f.write(text), "a benchmark run")
 
@@ -161,14 +198,19 @@ def images_per_sec(row) -> tuple:
     return images / s["median"], images / s["q3"], images / s["q1"]
 
 
-def _speedup(info) -> str:
-    """The paired speedup, its interval, and the reference's img/s in those same rounds (the
-    reference's own row may come from other rounds)."""
+def _speedup(row) -> str:
+    """The paired speedup, its interval (or provisional, with its rounds), and the reference's
+    img/s in those same rounds (the reference's own row may come from other rounds)."""
+    info = row["extra_info"]
     if info.get("speedup_vs_reference") is None:
         return "-"
     text = f"{info['speedup_vs_reference']:.2f}x"
     ci = info.get("speedup_ci")
-    text += f" ({ci[0]:.2f}-{ci[1]:.2f})" if ci else ""
+    if ci:
+        text += f" ({ci[0]:.2f}-{ci[1]:.2f})"
+    else:
+        n = row["stats"]["rounds"]  # each round paired with the reference's
+        text += f" provisional ({n} round{'s' if n != 1 else ''})"
     ref = info.get("reference_images_per_sec")
     return text + (f" vs {ref:,.1f}" if ref is not None else "")
 
@@ -235,7 +277,7 @@ def _cells(row) -> list:
         info["label"],
         f"{med:,.1f}",
         f"{lo:,.1f}-{hi:,.1f}",
-        _speedup(info),
+        _speedup(row),
         f"{100 * eff:.0f}%" if eff is not None else "-",
         f"{info['compile_s']:.1f}",
         str(row["stats"]["rounds"]),
@@ -404,6 +446,7 @@ def plot(runs: list, path) -> str:
         import matplotlib.pyplot as plt
     except ImportError as e:
         raise RuntimeError(f"The chart needs matplotlib ({e}): pip install matplotlib") from e
+    check_chart_path(path)
     panels = []  # (title, [(label, [values per run]), ...], run labels, not run lines)
     for machine, machine_runs in by_machine(runs).items():
         groups: OrderedDict = OrderedDict()
@@ -488,6 +531,8 @@ def plot(runs: list, path) -> str:
                 va="top",
             )
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=110, metadata={"Title": CHART_TITLE})
     plt.close(fig)
+    atomic_write(path, lambda f: f.write(png.getvalue()), "the chart")
     return os.fspath(path)

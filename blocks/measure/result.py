@@ -10,7 +10,7 @@ from blocks.archs import ARCHS
 from blocks.executions import ENGINES, is_engine
 from blocks.measure.load import Load
 from blocks.measure.runtimes import get as get_runtime
-from blocks.measure.workload import Config, Workload
+from blocks.measure.workload import REFERENCE, Config, Workload
 
 
 @dataclasses.dataclass
@@ -24,7 +24,8 @@ class Ranked:
     q1_images_per_sec: Optional[float] = None
     q3_images_per_sec: Optional[float] = None
     speedup: Optional[float] = None  # over the reference, paired rounds
-    speedup_ci: Optional[list] = None
+    speedup_ci: Optional[list] = None  # None: fewer paired rounds than an interval needs
+    speedup_rounds: int = 0  # the paired rounds behind `speedup`
     # The reference's img/s in the rounds the speedup was paired from (not the reference's row,
     # which may come from other rounds): the speedup is this row's against these figures.
     reference_images_per_sec: Optional[float] = None
@@ -35,9 +36,16 @@ class Ranked:
     layout: Optional[dict] = None
     engine: Optional[dict] = None  # a serving engine's versions, threads and settings
 
-    @property
-    def variant(self) -> str:
-        return self.config["variant"]
+    def speedup_text(self) -> str:
+        """The speedup as it may be printed: with its interval, or labelled provisional."""
+        if self.speedup is None:
+            return "-"
+        if self.label == REFERENCE.label:
+            return "1.00x (the reference)"
+        if self.speedup_ci:
+            return f"{self.speedup:.2f}x ({self.speedup_ci[0]:.2f}-{self.speedup_ci[1]:.2f})"
+        n = self.speedup_rounds
+        return f"{self.speedup:.2f}x provisional ({n} round{'s' if n != 1 else ''})"
 
 
 @dataclasses.dataclass
@@ -102,6 +110,8 @@ def how_to_apply(config: Config, workload: Workload, engine: Optional[dict] = No
         build += f', dtype_policy="{workload.dtype_policy}"'
     build += ")"
     call = "step(images)" if workload.mode == "inference" else "step(images, labels)"
+    if config.strategy != "none":
+        return _apply_strategy(config, workload, runtime, build)
     out = {
         "variant": config.variant,
         "execution": config.execution,
@@ -130,3 +140,30 @@ def how_to_apply(config: Config, workload: Workload, engine: Optional[dict] = No
         ]
         out["serve"] = engines.implementation(config.execution).serving_code(path, threads)
     return out
+
+
+def _apply_strategy(config: Config, workload: Workload, runtime, build: str) -> dict:
+    """A strategy is made first in each process, the model built in its scope, and the step
+    takes the global batch."""
+    n, per = config.replicas, workload.batch_size
+    where = {
+        "mirrored": f"{n} local GPUs, else {n} logical CPUs made here",
+        "multiworker": f"in each of the {n} processes TF_CONFIG names",
+    }[config.strategy]
+    return {
+        "variant": config.variant,
+        "execution": config.execution,
+        "runtime": config.runtime,
+        "strategy": config.strategy,
+        "replicas": n,
+        "environment": runtime.exports(),
+        "unset": [k for k, v in runtime.env.items() if v is None],
+        "python": [
+            "import blocks",
+            f'strategy = blocks.distribute_strategy("{config.strategy}", {n})  # {where}',
+            "with strategy.scope():",
+            f"    {build}",
+            f'step = blocks.compiled_step(model, "train", "{config.execution}", '
+            f"strategy=strategy)  # then step(images, labels): {n * per} images, {per} per replica",
+        ],
+    }

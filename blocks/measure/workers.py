@@ -182,14 +182,21 @@ class Worker:
                 self.proc.kill()
         self.proc.wait()
 
-    def close(self, grace_s: float = 5.0) -> None:
-        """Ask the worker to exit, kill it if it does not, and release its pipes."""
+    def ask_to_exit(self) -> None:
         if self.alive:
             try:
                 self.proc.stdin.write(b'{"op": "exit"}\n')
                 self.proc.stdin.flush()
+            except (BrokenPipeError, OSError):
+                pass
+
+    def close(self, grace_s: float = 5.0) -> None:
+        """Ask the worker to exit, kill it if it does not, and release its pipes."""
+        self.ask_to_exit()
+        if self.alive:
+            try:
                 self.proc.wait(grace_s)
-            except (BrokenPipeError, OSError, subprocess.TimeoutExpired):
+            except subprocess.TimeoutExpired:
                 pass
         self.kill()
         for stream in (self.proc.stdin, self.proc.stdout):
@@ -304,6 +311,10 @@ class Group:
         for m in self.members:
             m.kill()
 
+    def ask_to_exit(self) -> None:
+        for m in self.members:
+            m.ask_to_exit()
+
     def close(self, grace_s: float = 5.0) -> None:
         for m in self.members:
             m.close(grace_s)
@@ -331,12 +342,16 @@ class Pool:
         env = distributed.process_env(config)
         return self.start(name, config.runtime, env)
 
-    def close(self, name: Optional[str] = None) -> None:
+    def close(self, name: Optional[str] = None, grace_s: float = 5.0) -> None:
+        """Close one worker, or all: every one is asked first, so they exit side by side
+        within one grace period, not one after another."""
         names = [name] if name is not None else list(self.workers)
-        for n in names:
-            worker = self.workers.pop(n, None)
-            if worker is not None:
-                worker.close()
+        closing = [w for w in (self.workers.pop(n, None) for n in names) if w is not None]
+        for worker in closing:
+            worker.ask_to_exit()
+        until = time.monotonic() + grace_s
+        for worker in closing:
+            worker.close(max(0.0, until - time.monotonic()))
 
     def __enter__(self) -> "Pool":
         return self

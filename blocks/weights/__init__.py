@@ -135,13 +135,21 @@ def export_weights(model, naming: str = "canonical") -> dict:
 
 
 def save_weights(model, path, naming: str = "canonical") -> None:
-    """Write `export_weights(model, naming)` to `path`, atomically: `.safetensors` for a path
-    ending so (loadable by `safetensors.torch.load_file`), else an `.npz` archive."""
+    """Write `export_weights(model, naming)` to `path`, atomically, in the format its extension
+    names: `.npz` (a NumPy archive) or `.safetensors` (loadable by `safetensors.torch.load_file`),
+    in any case.
+
+    Raises:
+        ValueError: any other extension (nothing written), an unknown naming, or a weight
+            holding NaN or inf (named; nothing written).
+        IsADirectoryError / FileNotFoundError / PermissionError: naming `path`.
+    """
     files.write(path, export_weights(model, naming))
 
 
 def read_weights(path) -> dict:
-    """{key: array} from an `.npz` or `.safetensors` file (as they are named in it)."""
+    """{key: array} from an `.npz` or `.safetensors` file (as they are named in it), told apart
+    by its first bytes whatever its extension."""
     return files.read(path)
 
 

@@ -1,5 +1,7 @@
-"""Weight files: `.npz` (NumPy) and `.safetensors`, told apart by their first bytes, written
-atomically (a temporary file, then a rename), read without unpickling anything.
+"""Weight files: `.npz` (NumPy) and `.safetensors`. Written in the format the path's extension
+names (any case; any other extension is refused), atomically (a temporary file, then a rename);
+read by their first bytes whatever their name (weights other tools saved as `.bin` or `.pt` in
+one of these formats load), without unpickling anything.
 
 safetensors is read and written through its NumPy API: no PyTorch needed, and a file it writes
 loads in PyTorch with `safetensors.torch.load_file`.
@@ -20,17 +22,50 @@ from safetensors.numpy import load_file, save
 from blocks.fileio import atomic_write
 
 FORMATS = ("npz", "safetensors")
+SUFFIXES = {".npz": "npz", ".safetensors": "safetensors"}
 
 
 def format_for(path) -> str:
-    """The format a path's suffix asks for when writing: .safetensors, else .npz."""
-    return "safetensors" if os.fspath(path).endswith(".safetensors") else "npz"
+    """The format a path's extension asks for when writing (any case).
+
+    Raises:
+        ValueError: any other extension, or none, naming the accepted ones.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"Invalid weights path. Expected a file path; Received: path={path!r}")
+    path = os.fspath(path)
+    kind = SUFFIXES.get(os.path.splitext(path)[1].lower())
+    if kind is None:
+        raise ValueError(
+            "Invalid weights path. Expected a file name ending in '.npz' or '.safetensors' "
+            f"(any case); Received: path={path!r}"
+        )
+    return kind
 
 
 def write(path, arrays: dict) -> None:
-    """`arrays` to `path`, in the format its suffix asks for, atomically."""
+    """`arrays` to `path`, in the format its extension asks for, atomically. Everything is
+    checked before anything is written.
+
+    Raises:
+        ValueError: an extension other than .npz or .safetensors; an array holding NaN or inf.
+        IsADirectoryError / FileNotFoundError / PermissionError: naming `path`.
+    """
+    kind = format_for(path)
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(
+            f"Cannot write weights to {path!r}: it is a directory; expected a file path ending "
+            "in '.npz' or '.safetensors'."
+        )
     arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
-    if format_for(path) == "safetensors":
+    for key, value in arrays.items():
+        # load_weights refuses such a file: it is refused here, before it exists.
+        if value.dtype.kind in "fc" and not np.all(np.isfinite(value)):
+            raise ValueError(
+                f"Weight {key!r} holds NaN or infinite values; nothing was written to {path!r}."
+            )
+    if kind == "safetensors":
         data = save(arrays, metadata={"format": "np", "writer": "resnet-blocks"})
         atomic_write(path, lambda f: f.write(data), "weights")
     else:
