@@ -7,6 +7,8 @@ benchmark also checks what it computed (shape, finite), so `--benchmark-disable`
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 from replay import player
 
@@ -54,6 +56,8 @@ def test_resnet18(benchmark, case, bench_lab, ceilings, request):
     if key not in ceilings:
         ceilings[key] = bench_lab.ceiling(workload, target_s)
     measured = bench_lab.measure(workload, config, target_s)
+    if measured.load.busy:
+        warnings.warn(f"{config.label}: {measured.load.warning()}", stacklevel=1)
     rounds = sorted(measured.times)
     benchmark.pedantic(
         player([measured.times[r] for r in rounds]), rounds=len(rounds), iterations=1
@@ -61,6 +65,9 @@ def test_resnet18(benchmark, case, bench_lab, ceilings, request):
     images = workload.batch_size * config.replicas
     model_flops = prepared.flop_per_image
     median = stats.throughput(list(measured.times.values()), images)
+    # The reference in the rounds its speedup is paired from, beside it in every table.
+    paired = [measured.reference_times[r] for r in rounds if r in measured.reference_times]
+    reference = stats.throughput(paired, workload.batch_size)
     ratio = measured.ratio()
     # In throughput: a strategy's step processes `replicas` times the reference's images.
     speedup = [config.replicas * x for x in ratio.speedup()]
@@ -98,6 +105,8 @@ def test_resnet18(benchmark, case, bench_lab, ceilings, request):
         efficiency=sig(median["images_per_sec"] * model_flops / 1e9 / ceilings[key]),
         speedup_vs_reference=sig(speedup[0]),
         speedup_ci=[sig(speedup[1]), sig(speedup[2])] if ratio.decided else None,
+        reference_images_per_sec=sig(reference["images_per_sec"]),
+        load=measured.load.to_json(),
         times=[measured.times[r] for r in rounds],
         reference_times=[measured.reference_times.get(r) for r in rounds],
         strategy=config.strategy,

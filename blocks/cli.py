@@ -116,9 +116,13 @@ def _print_pick(result, verbose: bool) -> None:
     )
     for note in result.notes:
         print(f"note: {note}")
+    load = result.machine_load
+    if result.busy:  # the label in the output, the one-line warning on stderr
+        print(f"BUSY MACHINE: {load.text()}; figures unreliable, not cached")
+        print(f"warning: {result.load.get('warning') or load.text()}", file=sys.stderr)
     print(
         f"{'rank':>4}  {'configuration':<34} {'img/s':>8}  {'IQR img/s':>15} "
-        f"{'speedup (95% CI)':>22} {'rounds':>6}"
+        f"{'speedup (95% CI)':>22} {'vs ref':>8} {'rounds':>6}"
     )
     rank = 0
     for r in result.ranking:
@@ -135,16 +139,20 @@ def _print_pick(result, verbose: bool) -> None:
         speed = r.speedup_text()
         mark = {"winner": "*", "reference": "=", "screened out": "~", "disqualified": "!"}
         flag = mark.get(r.status, " ")
+        ref = "-" if r.reference_images_per_sec is None else f"{r.reference_images_per_sec:,.1f}"
         print(
             f"{rank:>3}{flag}  {r.label:<34} {r.images_per_sec:>8,.1f}  {iqr:>15} "
-            f"{speed:>22} {r.rounds:>6}"
+            f"{speed:>22} {ref:>8} {r.rounds:>6}"
         )
         if r.status in ("screened out", "disqualified") and (verbose or r.status != "screened out"):
             print(f"{'':>6}{r.status}: {r.reason}")
     print(
         "speedup: over subclassed · graph · default, from paired rounds (Hodges-Lehmann, 95% "
-        "CI); * winner, ~ screened out (screening rounds, shared processes), ! disqualified"
+        "CI); vs ref: the reference's img/s in those same rounds; * winner, ~ screened out "
+        "(screening rounds, shared processes), ! disqualified"
     )
+    if result.load:  # said once, measured or unknown; absent from results of older versions
+        print(f"machine: {load.text()}" + (" (BUSY: figures unreliable)" if result.busy else ""))
     if result.winner is None:
         print(f"no winner: {result.decision}")
         return

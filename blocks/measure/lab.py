@@ -14,6 +14,7 @@ import math
 from typing import Optional
 
 from blocks.measure import race, stats, workers
+from blocks.measure.load import Load
 from blocks.measure.workload import REFERENCE, Config, Workload
 
 # Each sample runs enough calls to last this long: the per-round ratio of two samples of 0.05 s
@@ -48,6 +49,7 @@ class Measurement:
     times: dict  # round -> seconds per call
     reference_times: dict
     single_times: Optional[dict] = None  # a strategy's configuration on one replica
+    load: Load = dataclasses.field(default_factory=Load)  # others' CPU use during the rounds
 
     def ratio(self) -> stats.Ratio:
         """Time ratio config / reference over paired rounds (speedup = 1 / ratio)."""
@@ -154,7 +156,8 @@ class Lab:
         # The same calls per sample for all, so that their samples span the same time scale.
         calls = max(p.entrant.calls for p in entrants)
         for p in entrants:
-            p.entrant.calls, p.entrant.times = calls, {}
+            p.entrant.calls = calls
+            p.entrant.reset()
         per_round = calls * sum(p.entrant.call_s for p in entrants)
         rounds = max(stats.MIN_ROUNDS, min(200, math.ceil(target_s / max(per_round, 1e-6))))
         race.run_rounds([p.entrant for p in entrants], rounds, seed=seed)
@@ -162,7 +165,8 @@ class Lab:
             if prepared.entrant.error:
                 raise Unrunnable(prepared.entrant.error)
         single = dict(entrants[2].entrant.times) if len(entrants) == 3 else None
-        return Measurement(this, ref, dict(this.entrant.times), dict(ref.entrant.times), single)
+        times, ref_times = dict(this.entrant.times), dict(ref.entrant.times)
+        return Measurement(this, ref, times, ref_times, single, ref.entrant.load)
 
     def ceiling(self, workload: Workload, target_s: float) -> float:
         """The device's matmul GFLOP/s in the workload's compute dtype (reference worker)."""

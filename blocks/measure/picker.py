@@ -29,6 +29,7 @@ from typing import Callable, Optional, Sequence
 from blocks import _compat, checks, cpu
 from blocks.executions import ENGINES, TF_EXECUTIONS, is_engine
 from blocks.measure import cache, devices, lab, race, stats, workers
+from blocks.measure.load import Load
 from blocks.measure.result import PickResult, Ranked, how_to_apply
 from blocks.measure.runtimes import RUNTIMES
 from blocks.measure.runtimes import distinct as distinct_runtimes
@@ -338,6 +339,7 @@ class _Pick:
         ]
         self.versions: dict = {}
         self.unverified = "every finalist failed its verification"
+        self.load = Load()  # others' CPU use over the pick's races
 
     # --- phase 1: compile ---------------------------------------------------------------------
 
@@ -509,6 +511,7 @@ class _Pick:
                     c.status, c.reason = "screened out", "not among the fastest screened"
             # The reference first: every speedup is measured against it.
             finals = ([self.reference] if self.reference else []) + finalists
+            self.load += self._race_load(ready)
             self._fresh_processes(finals)
             pending = [c for c in finals if c.status == "pending"]
             self._compile_all(pending, per_process=True, until=clock.at(0.75), base=0.65, span=0.1)
@@ -538,11 +541,18 @@ class _Pick:
             c.final = dict(c.entrant.times)
             if c.entrant.error:
                 c.status, c.reason = "could not run", c.entrant.error
+        self.load += self._race_load(finals)
         result = self._decide_and_verify([c for c in finals if c.status == "ready"])
         clock.report(1.0, "done")
-        if use_cache and not result.provisional and result.winner is not None:
+        if use_cache and not result.provisional and result.winner is not None and not result.busy:
             cache.store(result.key, result.to_json())
         return result
+
+    @staticmethod
+    def _race_load(entered: list) -> Load:
+        """The load of the race just run by `entered`: the one that raced longest saw all of it."""
+        loads = [c.entrant.load for c in entered if c.entrant is not None]
+        return max(loads, key=lambda load: load.wall_s, default=Load())
 
     def _fresh_processes(self, finals: list) -> None:
         """Finalists get a process of their own: a screening worker that held one candidate only
@@ -555,7 +565,7 @@ class _Pick:
         for c in finals:
             if c.entrant is not None and len(holders[id(c.entrant.worker)]) == 1:
                 keep.add(id(c.entrant.worker))
-                c.entrant.times = {}
+                c.entrant.reset()
             else:
                 c.status, c.entrant = "pending", None
         for name, worker in list(self.pool.workers.items()):
@@ -630,6 +640,10 @@ class _Pick:
             ref_times = (ref.final if c.final else ref.screen) if ref else {}
             if ref_times:
                 r = stats.ratio(ref_times, times)
+                paired = [ref_times[k] for k in times if k in ref_times]
+                if paired:
+                    t_ref = stats.throughput(paired, self.workload.batch_size)
+                    row.reference_images_per_sec = round(t_ref["images_per_sec"], 2)
                 if r.rounds:
                     # In throughput: a strategy's step takes `replicas` times the images.
                     s = [c.config.replicas * x for x in r.speedup()]
@@ -676,4 +690,5 @@ class _Pick:
             measured_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             elapsed_s=round(self.clock.elapsed(), 1),
             notes=self.notes,
+            load=self.load.to_json(),
         )

@@ -3,7 +3,8 @@
 In each round every entrant runs one sample (a calibrated number of calls of its compiled step,
 timed inside its worker), one entrant at a time, in a fresh random order, so a slow spell on a
 shared machine lands on all of them alike and no entrant always follows another. An entrant whose
-worker dies or hangs leaves the race with the reason; the others go on.
+worker dies or hangs leaves the race with the reason; the others go on. Every race also measures
+how busy the machine was (`load`): each entrant's `load` covers the rounds of its `times`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import random
 import time
 from typing import Callable, Optional
 
+from blocks.measure import load as machine_load
 from blocks.measure import workers
 
 
@@ -27,6 +29,12 @@ class Entrant:
     call_s: float = 0.0
     times: dict = dataclasses.field(default_factory=dict)  # round -> seconds per call
     error: Optional[str] = None
+    # What other processes took of the machine during the rounds of `times`.
+    load: machine_load.Load = dataclasses.field(default_factory=machine_load.Load)
+
+    def reset(self) -> None:
+        """Forget the rounds run so far (and the load measured during them)."""
+        self.times, self.load = {}, machine_load.Load()
 
     def timeout_s(self) -> float:
         return max(60.0, 30.0 * self.call_s * self.calls)
@@ -46,6 +54,7 @@ def run_rounds(
     `deadline` (a `clock()` time) between rounds. Returns the number of rounds run."""
     clock = clock or time.monotonic
     rng = random.Random(seed * 1_000_003 + first_round)
+    sampler = machine_load.Sampler(_pids(entrants)).start()
     done = 0
     for r in range(first_round, first_round + rounds):
         if deadline is not None and clock() >= deadline:
@@ -66,7 +75,22 @@ def run_rounds(
                 for other in entrants:  # everything that worker held is gone
                     if other.worker is e.worker and other.error is None:
                         other.error = str(failure)
+        sampler.sample()  # before the next round, in case a worker exits in it
         done += 1
         if after_round is not None:
             after_round(r)
+    reading = sampler.stop()
+    for e in entrants:
+        e.load = e.load + reading
     return done
+
+
+def _pids(entrants: list) -> list:
+    """The race's worker processes: a cluster's every member."""
+    pids = []
+    for e in entrants:
+        for w in getattr(e.worker, "members", None) or [e.worker]:
+            proc = getattr(w, "proc", None)
+            if proc is not None:
+                pids.append(proc.pid)
+    return pids

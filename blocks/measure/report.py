@@ -205,15 +205,34 @@ def images_per_sec(row) -> tuple:
 
 
 def _speedup(row) -> str:
+    """The paired speedup, its interval (or provisional, with its rounds), and the reference's
+    img/s in those same rounds (the reference's own row may come from other rounds)."""
     info = row["extra_info"]
     if info.get("speedup_vs_reference") is None:
         return "-"
     text = f"{info['speedup_vs_reference']:.2f}x"
     ci = info.get("speedup_ci")
     if ci:
-        return text + f" ({ci[0]:.2f}-{ci[1]:.2f})"
-    n = row["stats"]["rounds"]  # each round paired with the reference's
-    return text + f" provisional ({n} round{'s' if n != 1 else ''})"
+        text += f" ({ci[0]:.2f}-{ci[1]:.2f})"
+    else:
+        n = row["stats"]["rounds"]  # each round paired with the reference's
+        text += f" provisional ({n} round{'s' if n != 1 else ''})"
+    ref = info.get("reference_images_per_sec")
+    return text + (f" vs {ref:,.1f}" if ref is not None else "")
+
+
+def busy_lines(rows) -> list:
+    """One line per benchmark measured while other processes took more of the machine than the
+    threshold: its figures are unreliable."""
+    out = []
+    for row in rows:
+        load = row["extra_info"].get("load") or {}
+        if load.get("busy"):
+            out.append(
+                f"BUSY MACHINE during {row['extra_info']['label']}: {load['text']}; "
+                "figures unreliable"
+            )
+    return out
 
 
 def _layout(info) -> str:
@@ -233,7 +252,8 @@ def _layout(info) -> str:
 HEADER = ["configuration", "img/s", "IQR img/s", "speedup (95% CI)", "eff.", "compile s", "rounds"]
 LEGEND = (
     "speedup: over subclassed · graph · default, from rounds interleaved with it in the same "
-    "benchmark (Hodges-Lehmann estimate of the per-round ratios, Wilcoxon 95% CI); eff.: GFLOP/s "
+    "benchmark (Hodges-Lehmann estimate of the per-round ratios, Wilcoxon 95% CI), vs the "
+    "reference's img/s in those rounds; eff.: GFLOP/s "
     "over the run's matmul ceiling; layout: T = Transpose ops, F = fused/all Conv2D ops, X = XLA "
     "clusters in the graph TF ran, or for a serving engine the ops (and convolutions) it runs; "
     "scaling (under a strategy): throughput with N replicas / (N x "
@@ -286,6 +306,8 @@ def _single(run: Run) -> list:
             parts.append("| " + " | ".join(cells) + " |")
         for n in run.not_run(group):
             parts.append(f"\nnot run: {_not_run_line(n)}")
+        for line in busy_lines(members):
+            parts.append(f"\n{line}")
         parts.append("")
     parts.append(LEGEND + "\n")
     return parts
@@ -302,6 +324,8 @@ def text_tables(rows, width: int = 100) -> list:
         for row in table:
             cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
             lines.append(("  " + "  ".join(cells))[:width])
+        for line in busy_lines(members):
+            lines.extend(textwrap.wrap(line, width))
         lines.append("")
     if lines:
         lines.extend(textwrap.wrap(LEGEND, width))

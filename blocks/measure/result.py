@@ -8,6 +8,7 @@ from typing import Optional
 
 from blocks.archs import ARCHS
 from blocks.executions import ENGINES, is_engine
+from blocks.measure.load import Load
 from blocks.measure.runtimes import get as get_runtime
 from blocks.measure.workload import REFERENCE, Config, Workload
 
@@ -25,6 +26,9 @@ class Ranked:
     speedup: Optional[float] = None  # over the reference, paired rounds
     speedup_ci: Optional[list] = None  # None: fewer paired rounds than an interval needs
     speedup_rounds: int = 0  # the paired rounds behind `speedup`
+    # The reference's img/s in the rounds the speedup was paired from (not the reference's row,
+    # which may come from other rounds): the speedup is this row's against these figures.
+    reference_images_per_sec: Optional[float] = None
     rounds: int = 0
     compile_s: Optional[float] = None
     reason: Optional[str] = None
@@ -61,6 +65,16 @@ class PickResult:
     elapsed_s: float = 0.0
     notes: list = dataclasses.field(default_factory=list)
     source: str = "measured"
+    load: dict = dataclasses.field(default_factory=dict)  # others' CPU use while it raced (Load)
+
+    @property
+    def machine_load(self) -> Load:
+        return Load.from_json(self.load)
+
+    @property
+    def busy(self) -> bool:
+        """Measured while other processes took more of the machine than the threshold then."""
+        return bool(self.load.get("busy"))
 
     @property
     def winner_config(self) -> Optional[Config]:

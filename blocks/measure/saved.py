@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from blocks.measure import report
+from blocks.measure.load import Load
 from blocks.measure.picker import TIE_MARGIN, plan
 from blocks.measure.result import PickResult, Ranked, how_to_apply
 from blocks.measure.workload import Config, Workload
@@ -65,6 +66,7 @@ def pick_from_benchmarks(path, device=None, **options) -> PickResult:
                 speedup=info["speedup_vs_reference"],
                 speedup_ci=info.get("speedup_ci"),
                 speedup_rounds=r["stats"]["rounds"],  # each round paired with the reference's
+                reference_images_per_sec=info.get("reference_images_per_sec"),
                 rounds=r["stats"]["rounds"],
                 compile_s=info.get("compile_s"),
                 layout=info.get("layout"),
@@ -89,6 +91,11 @@ def pick_from_benchmarks(path, device=None, **options) -> PickResult:
             )
         )
     best.status = "winner"
+    loads = [r["extra_info"].get("load") for r in rows]
+    load = sum((Load.from_json(x) for x in loads), Load()).to_json() if any(loads) else {}
+    busy = [x for x in loads if x and x.get("busy")]
+    if busy and not load["busy"]:  # one benchmark measured on a busy machine is enough
+        load.update(busy=True, warning=busy[0]["warning"])
     w = Workload.from_json(rows[0]["extra_info"]["workload"])
     header = run.header
     return PickResult(
@@ -105,4 +112,5 @@ def pick_from_benchmarks(path, device=None, **options) -> PickResult:
         machine={**header.get("machine", {}), "tf": header.get("tf"), "keras": header.get("keras")},
         measured_at=header.get("recorded") or "unknown date",
         source=f"file {os.fspath(path)}",
+        load=load,
     )
