@@ -42,7 +42,7 @@ from unittest import mock
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from safetensors.numpy import save as save_safetensors
 
@@ -509,8 +509,14 @@ def check_command_line(argv: list, env: dict, cache_path: str, processes: list =
 CLI_CASES = (command_lines(), st.sampled_from(CACHES))
 
 
+INDEX_PAST = '{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": 5}}'
+
+
 @settings(SMALL, max_examples=20)
 @given(command_lines(SMALL_WEIGHTS), st.sampled_from(CACHES))
+@example((["list"], {workers.IMPORTS_VAR: ".relative"}), FRESH_CACHE)
+@example((["pick", "--device", "CPU:0"], {}), "picks.json")
+@example((["cluster", "--steps", "1"], {"TF_CONFIG": INDEX_PAST}), FRESH_CACHE)
 def test_command_line(case, cache_path):
     check_command_line(*case, cache_path)
 
@@ -612,19 +618,31 @@ def api_arguments(draw, options: dict, at_least_one_bad: bool):
     return kwargs
 
 
-def weights_digest(model) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    for key, value in sorted(blocks.canonical_variables(model).items()):
-        h.update(key.encode())
-        h.update(np.asarray(value).tobytes())
-    return h.hexdigest()
+# Every model given to a case, with the weights it was built with: no case may change them (each
+# call given a model fails, and a save that poisons it restores it).
+_BUILT: dict = {}
+
+
+def as_built(model) -> dict:
+    return _BUILT.setdefault(id(model), (model, export_weights_copy(model)))[1]
+
+
+def export_weights_copy(model) -> dict:
+    return {k: np.array(v) for k, v in blocks.canonical_variables(model).items()}
+
+
+def changed_weights(model) -> list:
+    built = as_built(model)
+    now = blocks.canonical_variables(model)
+    return [k for k, v in now.items() if not np.array_equal(np.asarray(v), built[k])]
 
 
 def api_call(case: str, call, *, bad=(), model=None, outputs=(), on_success=None, box=None):
     """Run `call()`; fail if it accepted a Bad value, raised anything but a one-line documented
     error, changed the model on an error, or changed a file but `outputs`."""
     problems = []
-    before = weights_digest(model) if model is not None else None
+    if model is not None:
+        as_built(model)
     failed = True
     with nothing_starts(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -641,21 +659,27 @@ def api_call(case: str, call, *, bad=(), model=None, outputs=(), on_success=None
             problems.append(f"accepted bad {', '.join(bad)}")
         elif on_success is not None:
             problems += on_success(result)
-    if failed and model is not None and weights_digest(model) != before:
-        problems.append("the model changed although the call failed")
+    if failed and model is not None and changed_weights(model):
+        problems.append(f"the model changed although the call failed: {changed_weights(model)[:3]}")
     problems += [
         f"{c} (a file it does not own)" for c in box.changes(outputs if not failed else ())
     ]
     verdict(case, problems)
 
 
-def profiles(*strategies):
-    """The small profile's test; the large one (exhaustive) is its `.exhaustive`."""
+def profiles(*strategies, examples=()):
+    """The small profile's test; the large one (exhaustive) is its `.exhaustive`. Both run
+    `examples` (keyword arguments of the test) first: problems found once, kept found."""
 
     def wrap(body):
-        small = SMALL(given(*strategies)(body))
-        small.exhaustive = pytest.mark.exhaustive(LARGE(given(*strategies)(body)))
-        return small
+        tests = []
+        for profile in (SMALL, LARGE):
+            test = given(*strategies)(body)
+            for kwargs in examples:
+                test = example(**kwargs)(test)
+            tests.append(profile(test))
+        tests[0].exhaustive = pytest.mark.exhaustive(tests[1])
+        return tests[0]
 
     return wrap
 
@@ -663,7 +687,9 @@ def profiles(*strategies):
 @pytest.fixture(scope="module")
 def model():
     """One small model for every API case (building is the slow part)."""
-    return blocks.resnet18("subclassed", input_shape=SHAPE, seed=0)
+    built = blocks.resnet18("subclassed", input_shape=SHAPE, seed=0)
+    as_built(built)
+    return built
 
 
 BUILD_OPTIONS = {
@@ -687,10 +713,12 @@ BUILD_OPTIONS = {
     st.sampled_from(CACHES),
 )
 def test_builders(builder, variant, kwargs, cache_path):
-    """A build with a bad value is refused; all valid, only variant="auto" builds (it reads the
+    """A build with a bad value is refused; all valid, only resnet18("auto") builds (it reads the
     pick cache, which a decoy at RESNET_BLOCKS_CACHE must survive), the others get a bad value."""
-    if not isinstance(variant, Bad) and variant != "auto" and not unwrap(kwargs)[1]:
-        kwargs = {**kwargs, "seed": Bad(-1)}
+    if not isinstance(variant, Bad) and (variant, builder) != ("auto", "resnet18"):
+        # Only resnet18("auto") builds with all values valid: a build takes a second.
+        if not unwrap(kwargs)[1]:
+            kwargs = {**kwargs, "seed": Bad(-1)}
     args, bad = unwrap(kwargs)
     bad += ["variant"] if isinstance(variant, Bad) else []
     name = variant.value if isinstance(variant, Bad) else variant
@@ -715,10 +743,12 @@ BAD_IMAGES = (
     np.zeros((2, *SHAPE), object),
     "images",
     None,
-    [1.0, 2.0],
+    [1.0, 2.0],  # BAD_IMAGES_LIST
     [[0.0] * 3] * 2,
     {"images": GOOD_IMAGES},
 )
+BAD_IMAGES_LIST = 10
+
 # Labels with good images in training: missing, of another dtype, batch or range.
 BAD_LABELS = (
     "missing",
@@ -738,6 +768,36 @@ BAD_LABELS = (
     st.integers(0, len(BAD_IMAGES) - 1),
     st.integers(0, len(BAD_LABELS) - 1),
     st.booleans(),
+    examples=[
+        # a policy no model has; training without labels; a list as images
+        dict(
+            mode="train",
+            execution="eager",
+            dtype_policy=Bad("nope"),
+            threads=None,
+            image=0,
+            label=0,
+            train_labels=False,
+        ),
+        dict(
+            mode="train",
+            execution="graph",
+            dtype_policy=None,
+            threads=None,
+            image=0,
+            label=0,
+            train_labels=True,
+        ),
+        dict(
+            mode="inference",
+            execution="graph",
+            dtype_policy=None,
+            threads=None,
+            image=BAD_IMAGES_LIST,
+            label=0,
+            train_labels=False,
+        ),
+    ],
 )
 def test_compiled_step(model, mode, execution, dtype_policy, threads, image, label, train_labels):
     """compiled_step refuses bad arguments; the step it returns refuses bad images (and in
@@ -829,6 +889,12 @@ def model_keys(model):
     valid_or_bad(NAMING_VALUES, BAD_NAMINGS),
     st.integers(0, 8),
     st.booleans(),
+    examples=[
+        # a directory; a suffix of no weights format; non-finite weights
+        dict(function="save_weights", path="adir", naming=None, which=0, poison=False),
+        dict(function="save_weights", path="new.h5", naming=None, which=0, poison=False),
+        dict(function="save_weights", path="new.npz", naming=None, which=0, poison=True),
+    ],
 )
 def test_weights(model, model_keys, function, path, naming, which, poison):
     """Weights in and out: every decoy, missing and odd path, junk namings and mappings. Nothing
@@ -933,15 +999,20 @@ RACE_OPTIONS = {
 
 @profiles(
     st.sampled_from(("pick", "cached_pick")),
-    st.data(),
+    api_arguments(RACE_OPTIONS, at_least_one_bad=False),
     st.sampled_from(CACHES),
+    examples=[
+        dict(function="pick", kwargs={"progress": Bad("bar")}, cache_path=FRESH_CACHE),
+        dict(function="cached_pick", kwargs={}, cache_path="picks.json"),
+    ],
 )
-def test_pick_options(function, data, cache_path):
+def test_pick_options(function, kwargs, cache_path):
     """blocks.pick refuses every bad option before a worker starts (the stand-in for the pool
     stops a pick there: with all options valid, that is a pass); cached_pick reads the cache
     without touching a decoy at RESNET_BLOCKS_CACHE."""
-    options = RACE_OPTIONS if function == "pick" else PICK_OPTIONS
-    args, bad = unwrap(data.draw(api_arguments(options, at_least_one_bad=False)))
+    if function == "cached_pick":  # it takes the options that name a pick, not how to run one
+        kwargs = {k: v for k, v in kwargs.items() if k in PICK_OPTIONS}
+    args, bad = unwrap(kwargs)
     with sandbox(cache_path) as box:
         api_call(
             f"blocks.{function}(**{args!r})  [cache {cache_path}]",
