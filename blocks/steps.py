@@ -78,10 +78,12 @@ def compiled_step(
         threads: an engine's intra-op threads; default: as many as TensorFlow uses.
 
     Raises:
-        ValueError: an unknown mode or execution, or an engine asked to train.
+        ValueError: an unknown mode, execution or dtype policy, or an engine asked to train.
         blocks.InferenceOnlyError: mode "train" for an inference-only variant.
     """
     checks.choice(mode, MODES, "mode", what="Unknown mode")
+    if dtype_policy is not None:  # else a typo silently drops mixed_float16's loss scaling
+        checks.dtype_policy(dtype_policy)
     if execution is None:
         picked = getattr(model, "picked", None)
         execution = picked.execution if picked is not None else "graph"
