@@ -264,6 +264,11 @@ def pick(
         replicas=replicas,
     )
     checks.positive_number(budget_s, "budget_s", allow_none=True)
+    if progress is not None and not callable(progress):  # else a TypeError mid-race
+        raise ValueError(
+            "Invalid progress. Expected None or a callable progress(fraction, message, "
+            f"elapsed_s, remaining_s); Received: progress={progress!r}"
+        )
     budget = DEFAULT_BUDGET_S[workload.mode] if budget_s is None else float(budget_s)
     imports = workers.variant_modules({c.variant for c in configs})
     with workers.Pool(imports) as pool:
