@@ -76,7 +76,7 @@ SMALL = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 LARGE = settings(SMALL, max_examples=150)
-LARGE_PROCESSES = 20  # of the exhaustive command lines, at most this many run as processes too
+LARGE_PROCESSES = 20  # of the exhaustive command lines, this many run as processes too
 PROCESS_TIMEOUT_S = 120
 
 LOG = os.environ.get("RESNET_BLOCKS_FUZZ_LOG")
@@ -502,7 +502,7 @@ def check_command_line(argv: list, env: dict, cache_path: str, processes: list =
             started = None
         problems += [f"{c} (a file it does not own)" for c in box.changes(_outputs(argv, code))]
         verdict(f"python -m blocks {' '.join(argv)}  [{env}, cache {cache_path}]", problems)
-        if processes is not None and started is None and len(processes) < LARGE_PROCESSES:
+        if processes is not None and started is None:
             processes.append((argv, env, cache_path))
 
 
@@ -534,8 +534,10 @@ def test_command_line_exhaustive():
         check_command_line(*case, cache_path, processes=sample)
 
     run()
-    assert sample, "no command line of the sample ran as a process"
-    for argv, env, cache_path in sample:
+    distinct = list({repr(case): case for case in sample}.values())
+    step = max(1, len(distinct) // LARGE_PROCESSES)  # spread over the run, not its first cases
+    assert distinct, "no command line ended without a stand-in: nothing to run as a process"
+    for argv, env, cache_path in distinct[::step][:LARGE_PROCESSES]:
         check_process(argv, env, cache_path)
 
 
@@ -1004,6 +1006,11 @@ RACE_OPTIONS = {
     examples=[
         dict(function="pick", kwargs={"progress": Bad("bar")}, cache_path=FRESH_CACHE),
         dict(function="cached_pick", kwargs={}, cache_path="picks.json"),
+        dict(
+            function="pick",
+            kwargs={"image_size": Bad(0), "input_shape": (32, 32, 3)},
+            cache_path=FRESH_CACHE,
+        ),
     ],
 )
 def test_pick_options(function, kwargs, cache_path):

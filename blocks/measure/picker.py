@@ -115,6 +115,11 @@ def plan(
             raise ValueError(
                 f"pick times square RGB images; Received: input_shape={tuple(input_shape)!r}"
             )
+        if image_size is not None and image_size != h:  # else one of them is silently dropped
+            raise ValueError(
+                f"Invalid image_size. Expected None or {h}, the size input_shape gives; "
+                f"Received: image_size={image_size!r} with input_shape={tuple(input_shape)!r}"
+            )
         image_size = h
     device = devices.resolve(device if device is not None else default_device())
     workload = Workload(mode, batch_size, dtype_policy, arch, image_size, device)
