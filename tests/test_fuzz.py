@@ -317,9 +317,11 @@ def error_problems(e: BaseException) -> list:
     return problems
 
 
-def stderr_problems(code, err: str) -> list:
-    """What is wrong with a command's exit status and its stderr."""
+def stderr_problems(code, err: str, out: str = "") -> list:
+    """What is wrong with a command's exit status, its stderr (and a traceback on stdout)."""
     problems = []
+    if "Traceback" in out:
+        problems.append(f"a traceback on stdout (exit {code}): ...{out.strip()[-300:]!r}")
     if "Traceback" in err:
         problems.append(f"a traceback on stderr (exit {code}): ...{err.strip()[-300:]!r}")
     if code == 0:
@@ -497,7 +499,7 @@ def check_command_line(argv: list, env: dict, cache_path: str, processes: list =
         if started == "a cluster" and not _tf_config_valid(env.get("TF_CONFIG")):
             problems.append(f"started a cluster with TF_CONFIG={env.get('TF_CONFIG')!r}")
         if started is None:
-            problems += stderr_problems(code, err)
+            problems += stderr_problems(code, err, out)
         elif started == "a traceback":
             started = None
         problems += [f"{c} (a file it does not own)" for c in box.changes(_outputs(argv, code))]
@@ -568,7 +570,7 @@ def check_process(argv: list, env: dict, cache_path: str) -> None:
                 os.killpg(proc.pid, signal.SIGKILL)  # anything it left behind
         # TensorFlow's C++ start-up lines on stderr are not the project's.
         err = "\n".join(ln for ln in err.splitlines() if not _tf_log_line(ln))
-        problems = stderr_problems(proc.returncode, err)
+        problems = stderr_problems(proc.returncode, err, out)
         problems += [
             f"{c} (a file it does not own)" for c in box.changes(_outputs(argv, proc.returncode))
         ]
