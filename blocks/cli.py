@@ -411,8 +411,10 @@ def _import_user_variants() -> None:
 
     from blocks.measure.workers import IMPORTS_VAR
 
-    for module in filter(None, os.environ.get(IMPORTS_VAR, "").split(",")):
-        importlib.import_module(module.strip())
+    for module in filter(None, (m.strip() for m in os.environ.get(IMPORTS_VAR, "").split(","))):
+        if module.startswith("."):  # import_module's TypeError would be a traceback
+            raise ImportError(f"{module!r} is a relative module name; give its absolute name")
+        importlib.import_module(module)
 
 
 def main(argv=None) -> int:

@@ -89,12 +89,14 @@ def compiled_step(
             the global batch (see `blocks.distribute`).
 
     Raises:
-        ValueError: an unknown mode or execution, or an engine asked to train; when called, images
-            or labels that are not a tf.Tensor or NumPy array, or missing or misshapen labels
-            of a training step.
+        ValueError: an unknown mode, execution or dtype policy, or an engine asked to train;
+            when called, images or labels that are not a tf.Tensor or NumPy array, or missing or
+            misshapen labels of a training step.
         blocks.InferenceOnlyError: mode "train" for an inference-only variant.
     """
     checks.choice(mode, MODES, "mode", what="Unknown mode")
+    if dtype_policy is not None:  # else a typo silently drops mixed_float16's loss scaling
+        checks.dtype_policy(dtype_policy)
     if execution is None:
         picked = getattr(model, "picked", None)
         execution = picked.execution if picked is not None else "graph"

@@ -122,6 +122,11 @@ def plan(
             raise ValueError(
                 f"pick times square RGB images; Received: input_shape={tuple(input_shape)!r}"
             )
+        if image_size is not None and image_size != h:  # else one of them is silently dropped
+            raise ValueError(
+                f"Invalid image_size. Expected None or {h}, the size input_shape gives; "
+                f"Received: image_size={image_size!r} with input_shape={tuple(input_shape)!r}"
+            )
         image_size = h
     device = devices.resolve(device if device is not None else default_device())
     workload = Workload(mode, batch_size, dtype_policy, arch, image_size, device)
@@ -305,6 +310,11 @@ def pick(
         replicas=replicas,
     )
     checks.positive_number(budget_s, "budget_s", allow_none=True)
+    if progress is not None and not callable(progress):  # else a TypeError mid-race
+        raise ValueError(
+            "Invalid progress. Expected None or a callable progress(fraction, message, "
+            f"elapsed_s, remaining_s); Received: progress={progress!r}"
+        )
     budget = DEFAULT_BUDGET_S[workload.mode] if budget_s is None else float(budget_s)
     least = MIN_BUDGET_S[workload.mode]
     if budget < least:

@@ -103,3 +103,76 @@ BLOCK_OPTIONS = ("use_bias", "shortcut_bn", "padding", "bn_momentum", "bn_epsilo
 
 def options_of(case: dict) -> dict:
     return {k: case[k] for k in BLOCK_OPTIONS}
+
+
+# --- Bad input for the fuzzer (tests/test_fuzz.py) ----------------------------------------------
+# Names of the decoys every fuzzed case finds in its directory (see test_fuzz.Sandbox), missing
+# paths, and paths a run may legitimately create: as command-line values and as API paths.
+DECOY_PATHS = (
+    "picks.json",  # a directory
+    "model.onnx",  # a directory
+    "adir",
+    "results",  # a directory holding a JSON file of another shape
+    "w.npz",  # a text file
+    "notes.txt",
+    "data.bin",  # PNG-ish bytes
+    "image.png",
+    "empty.npz",
+    "other.json",  # JSON of another shape
+    "list.json",
+    "trunc.npz",
+    "trunc.safetensors",
+    "small.npz",  # weights of another model
+    "small.safetensors",
+    "run.json",  # a valid benchmark run
+)
+MISSING_PATHS = ("missing.json", "missing.npz", "nodir/x.json", "nodir/w.npz", "")
+NEW_PATHS = ("new.npz", "new.safetensors", "new.SAFETENSORS", "new.h5", "new.pt", "new", "new.png")
+PATHS = DECOY_PATHS + MISSING_PATHS + NEW_PATHS
+
+# Wrong types, negatives, zero, huge and non-finite numbers, unknown names, junk comma lists,
+# whitespace, option-like strings: what a command line can be given where a value belongs.
+JUNK_TEXT = (
+    "-1",
+    "0",
+    "1e309",
+    "99999999999999999999",
+    "nan",
+    "inf",
+    "-inf",
+    "1.5",
+    "0x10",
+    "abc",
+    "",
+    " ",
+    "nope",
+    "Subclassed",
+    "graph,,nope",
+    ",",
+    "graph, xla",
+    "é",
+    "--json",
+    "-",
+    "None",
+    "GPU:0",
+    "CPU:7",
+)
+
+
+def _mostly(valid, junk):
+    """`valid` three times in four (so that most runs get past the parser), else `junk`."""
+    return st.integers(0, 3).flatmap(lambda i: valid if i else junk)
+
+
+def cli_value(valid=()):
+    """A value for an option: mostly one it accepts (`valid`), else junk or a path."""
+    junk = st.one_of(st.sampled_from(JUNK_TEXT), st.sampled_from(PATHS), st.text(max_size=6))
+    return _mostly(st.sampled_from(tuple(valid)), junk) if valid else junk
+
+
+def csv_of(names, junk=True):
+    """Comma lists of `names` (repeats too), with junk and blanks mixed in unless `junk=False`."""
+    item = st.sampled_from(tuple(names))
+    if junk:
+        item = _mostly(item, st.sampled_from(("nope", "", " ", "GRAPH")))
+    return st.lists(item, min_size=1, max_size=3).map(",".join)
