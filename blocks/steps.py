@@ -127,7 +127,7 @@ def compiled_step(
         fn = tf.function(fn)
     elif execution == "xla":
         fn = tf.function(fn, jit_compile=True)
-    return CheckedStep(fn, mode, execution)
+    return CheckedStep(fn, mode, execution, model)
 
 
 class CheckedStep:
@@ -136,12 +136,15 @@ class CheckedStep:
     tracing is buried under "in user code:" frames. Anything else (`get_concrete_function`, ...)
     is the compiled function's."""
 
-    def __init__(self, fn: Callable, mode: str, execution: str):
-        self.fn, self.mode, self.execution = fn, mode, execution
+    def __init__(self, fn: Callable, mode: str, execution: str, model=None):
+        self.fn, self.mode, self.execution, self.model = fn, mode, execution, model
 
     def __call__(self, images, labels=None):
         who = f"the {self.mode!r} step ({self.execution})"
         checks.batch_array(images, "images", who, "of shape (batch, height, width, channels)")
+        expected = getattr(self.model, "expected_input_shape", None)
+        if expected is not None:  # the model's own check, before tracing buries it in frames
+            checks.images(images, expected=expected, input_format=self.model.input_format, who=who)
         if self.mode == "train":
             checks.labels(labels, images.shape[0], who)
         return self.fn(images) if labels is None else self.fn(images, labels)

@@ -57,7 +57,7 @@ from blocks.measure.workload import STRATEGIES
 from blocks.weights.namings import NAMINGS
 from tests.helpers.strategies import (
     DECOY_PATHS,
-    PATHS,
+    FUZZ_PATHS,
     cli_value,
     csv_of,
 )
@@ -889,7 +889,7 @@ def model_keys(model):
 
 @profiles(
     st.sampled_from(("save_weights", "load_weights", "read_weights", "import_weights")),
-    st.one_of(st.sampled_from(PATHS), st.sampled_from(PATH_OBJECTS).map(Bad)),
+    st.one_of(st.sampled_from(FUZZ_PATHS), st.sampled_from(PATH_OBJECTS).map(Bad)),
     valid_or_bad(NAMING_VALUES, BAD_NAMINGS),
     st.integers(0, 8),
     st.booleans(),
@@ -957,7 +957,15 @@ def test_weights(model, model_keys, function, path, naming, which, poison):
             )
 
 
-EXPORT_PATHS = (*PATHS, "out.onnx", "out.tflite", "out.xml", "saved", "out.ONNX", "adir/x.onnx")
+EXPORT_PATHS = (
+    *FUZZ_PATHS,
+    "out.onnx",
+    "out.tflite",
+    "out.xml",
+    "saved",
+    "out.ONNX",
+    "adir/x.onnx",
+)
 
 
 @profiles(

@@ -107,7 +107,7 @@ def test_a_pick_races_configurations_and_verifies_the_winner():
         f'model = blocks.resnet18("{result.winner_config.variant}"'
     )
     assert result.elapsed_s <= ROOMY_S + 15
-    if not result.provisional:
+    if not result.provisional and not result.busy:  # a test suite beside it makes it busy
         again = picker.cached_pick(
             variants=["subclassed", "functional"],
             executions=["graph", "eager"],

@@ -128,7 +128,7 @@ DECOY_PATHS = (
 )
 MISSING_PATHS = ("missing.json", "missing.npz", "nodir/x.json", "nodir/w.npz", "")
 NEW_PATHS = ("new.npz", "new.safetensors", "new.SAFETENSORS", "new.h5", "new.pt", "new", "new.png")
-PATHS = DECOY_PATHS + MISSING_PATHS + NEW_PATHS
+FUZZ_PATHS = DECOY_PATHS + MISSING_PATHS + NEW_PATHS
 
 # Wrong types, negatives, zero, huge and non-finite numbers, unknown names, junk comma lists,
 # whitespace, option-like strings: what a command line can be given where a value belongs.
@@ -166,7 +166,7 @@ def _mostly(valid, junk):
 
 def cli_value(valid=()):
     """A value for an option: mostly one it accepts (`valid`), else junk or a path."""
-    junk = st.one_of(st.sampled_from(JUNK_TEXT), st.sampled_from(PATHS), st.text(max_size=6))
+    junk = st.one_of(st.sampled_from(JUNK_TEXT), st.sampled_from(FUZZ_PATHS), st.text(max_size=6))
     return _mostly(st.sampled_from(tuple(valid)), junk) if valid else junk
 
 
