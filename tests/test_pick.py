@@ -475,12 +475,12 @@ def test_cli_pick_then_cached():
         "subclassed · graph · default",
         "functional · graph · default",
     }
-    assert first.stderr == "", (
-        "nothing but the result: no TensorFlow log line, no progress bar with --json"
-    )
+    busy = bool(data["load"].get("busy"))  # CI runs this beside another test
+    said = [ln for ln in first.stderr.splitlines() if not ln.startswith("warning: busy machine")]
+    assert said == [], "nothing but the result: no TensorFlow log line, no progress bar with --json"
     second = _cli(*args)
     assert second.returncode == 0, second.stderr[-2000:]
-    if not data["provisional"]:
+    if not data["provisional"] and not busy:
         assert "[cache," in second.stdout
     assert f"winner: {data['winner']['variant']} · graph · default" in second.stdout
     assert "blocks.compiled_step(model" in second.stdout
