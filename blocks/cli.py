@@ -206,6 +206,7 @@ def cmd_pick(args) -> int:
         if args.from_json:
             result = saved.pick_from_benchmarks(args.from_json, device=args.device, **options)
         else:
+            picker.budget_for(args.mode, args.budget_s)  # refused before the cache is read
             result = None if args.refresh else picker.cached_pick(args.device, **options)
             if result is None:
                 progress = None if args.json else Progress()

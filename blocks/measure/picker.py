@@ -252,6 +252,21 @@ class _Clock:
         self.progress(fraction, message, self.elapsed(), self.left())
 
 
+def budget_for(mode: str, budget_s: Optional[float]) -> float:
+    """The seconds a pick in `mode` may take: `budget_s` checked against the least one fits, or
+    the default."""
+    checks.positive_number(budget_s, "budget_s", allow_none=True)
+    budget = DEFAULT_BUDGET_S[mode] if budget_s is None else float(budget_s)
+    least = MIN_BUDGET_S[mode]
+    if budget < least:
+        raise ValueError(
+            f"Invalid budget_s. A pick needs at least {least:g} s in {mode} (a worker to start "
+            "TensorFlow, the reference and a candidate to compile, rounds, a verification); "
+            f"Received: budget_s={budget_s!r}"
+        )
+    return budget
+
+
 def pick(
     device: Optional[str] = None,
     *,
@@ -309,20 +324,12 @@ def pick(
         strategy=strategy,
         replicas=replicas,
     )
-    checks.positive_number(budget_s, "budget_s", allow_none=True)
     if progress is not None and not callable(progress):  # else a TypeError mid-race
         raise ValueError(
             "Invalid progress. Expected None or a callable progress(fraction, message, "
             f"elapsed_s, remaining_s); Received: progress={progress!r}"
         )
-    budget = DEFAULT_BUDGET_S[workload.mode] if budget_s is None else float(budget_s)
-    least = MIN_BUDGET_S[workload.mode]
-    if budget < least:
-        raise ValueError(
-            f"Invalid budget_s. A pick needs at least {least:g} s in {workload.mode} (a worker to "
-            "start TensorFlow, the reference and a candidate to compile, rounds, a verification); "
-            f"Received: budget_s={budget_s!r}"
-        )
+    budget = budget_for(workload.mode, budget_s)
     imports = workers.variant_modules({c.variant for c in configs})
     with workers.Pool(imports) as pool:
         return _Pick(pool, workload, configs, equal, _Clock(budget, progress)).run(use_cache)
