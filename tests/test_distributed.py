@@ -157,6 +157,39 @@ def test_pick_for_mirrored_training(tag):
     assert result.winner["strategy"] == "mirrored" and result.verification["passed"]
 
 
+def _run_members(argv: list, members: int, timeout_s: float, namespace=None) -> list:
+    """`argv` as `members` processes, member i with TF_CONFIG naming loopback ports and index i
+    (when more than one), in `namespace` if given (then closed); every process reaped.
+    Returns [(returncode, stdout, stderr)] in member order."""
+    from blocks.measure import distributed
+
+    ports = [distributed.CLUSTER_PORT + i for i in range(members)]
+    procs = []
+    try:
+        for i in range(members):
+            env = dict(os.environ)
+            if members > 1:
+                env["TF_CONFIG"] = distributed.tf_config(ports, i)
+            procs.append(
+                subprocess.Popen(
+                    [*(namespace.prefix if namespace else []), *argv],
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
+        outs = [p.communicate(timeout=timeout_s) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        if namespace is not None:
+            namespace.close()
+    return [(p.returncode, out, err) for p, (out, err) in zip(procs, outs)]
+
+
 @needs_netns
 @pytest.mark.exhaustive  # the cluster of test_multiworker_cluster_of_two_processes, by command
 def test_the_multi_host_command_on_two_local_hosts(tag, tmp_path):
@@ -164,44 +197,25 @@ def test_the_multi_host_command_on_two_local_hosts(tag, tmp_path):
     one private network namespace (loopback only)."""
     import sys
 
-    from blocks.measure import distributed
-
-    namespace = workers.NetworkNamespace()
-    ports = [distributed.CLUSTER_PORT + i for i in range(2)]
-    procs = []
-    try:
-        for i in range(2):
-            env = {**os.environ, "TF_CONFIG": distributed.tf_config(ports, i)}
-            procs.append(
-                subprocess.Popen(
-                    [
-                        *namespace.prefix,
-                        sys.executable,
-                        "-m",
-                        "blocks",
-                        "cluster",
-                        "--batch-size",
-                        "2",
-                        "--image-size",
-                        "16",
-                        "--steps",
-                        "3",
-                    ],
-                    env=env,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                )
-            )
-        outs = [p.communicate(timeout=300) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        namespace.close()
-    assert [p.returncode for p in procs] == [0, 0], outs
-    chief, other = outs[0][0], outs[1][0]
+    outs = _run_members(
+        [
+            sys.executable,
+            "-m",
+            "blocks",
+            "cluster",
+            "--batch-size",
+            "2",
+            "--image-size",
+            "16",
+            "--steps",
+            "3",
+        ],
+        2,
+        300,
+        workers.NetworkNamespace(),
+    )
+    assert [rc for rc, _, _ in outs] == [0, 0], outs
+    chief, other = outs[0][1], outs[1][1]
     assert (
         "subclassed · graph · default · multiworkerx2:" in chief
         and "global batch 4, 2 workers" in chief
@@ -219,7 +233,6 @@ def test_a_strategy_picks_lines_run_as_printed_in_fresh_processes(strategy, tag)
     import json
     import sys
 
-    from blocks.measure.distributed import CLUSTER_PORT, tf_config
     from blocks.measure.result import how_to_apply
 
     config = Config("subclassed", "graph", "default", strategy, 2)
@@ -242,33 +255,9 @@ def test_a_strategy_picks_lines_run_as_printed_in_fresh_processes(strategy, tag)
         ]
     )
     members = 2 if strategy == "multiworker" else 1
-    ports = [CLUSTER_PORT + i for i in range(members)]
     netns = workers.NetworkNamespace() if strategy == "multiworker" else None
-    procs = []
-    try:
-        for i in range(members):
-            env = dict(os.environ)
-            if strategy == "multiworker":
-                env["TF_CONFIG"] = tf_config(ports, i)
-            procs.append(
-                subprocess.Popen(
-                    [*(netns.prefix if netns else []), sys.executable, "-c", code],
-                    env=env,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                )
-            )
-        outputs = [p.communicate(timeout=240) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        if netns is not None:
-            netns.close()
-    for p, (out, err) in zip(procs, outputs):
-        assert p.returncode == 0, err[-2000:]
+    for rc, out, err in _run_members([sys.executable, "-c", code], members, 240, netns):
+        assert rc == 0, err[-2000:]
         result = json.loads(out.strip().splitlines()[-1])
         assert result["replicas"] == 2 and result["finite"] and result["moved"] > 0
         # Mirrored: both replicas' logits here; multiworker: this member's replica's.
