@@ -16,12 +16,14 @@ import re
 
 # A traceback frame, in Python's and in TensorFlow's ("in user code:") layout.
 _FRAME = re.compile(r'^File "[^"]*", line \d+')
-# Lines that introduce a cause or say where it was raised, never the cause itself.
+# Lines that introduce a cause or say where it was raised, never the cause itself (TensorFlow up
+# to 2.13 names the node on a line of its own before the cause: "Node: 'Reshape'").
 _HEADER = re.compile(
     r"^(Traceback \(most recent call last\)|Graph execution error|Detected at node "
     r"|in user code:|During handling of the above exception|The above exception was the direct "
     r"cause|Stack trace|Exception from src/|Check '.*' failed at |Exception encountered when "
-    r"calling|Arguments received by|Registered (devices|kernels)|Cf\. https?://|\^+$|~+$)"
+    r"calling|Arguments received by|Registered (devices|kernels)|Cf\. https?://|\^+$|~+$"
+    r"|Node: '[^']*'$)"
 )
 # Fragments inside a line that locate the error in TensorFlow's graph or runtime.
 _FRAGMENTS = re.compile(
