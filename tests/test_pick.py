@@ -248,15 +248,24 @@ def test_the_least_budget_bounds_a_pick_of_many_candidates_by_the_wall_clock():
     # starting TensorFlow again: the phases that overran a short budget by seconds.
     budget = picker.MIN_BUDGET_S["inference"]
     t0 = time.monotonic()
-    result = picker.pick(
-        variants=["subclassed", "functional", "folded"],
-        executions=["graph", "eager"],
-        runtimes=["default"],
-        budget_s=budget,
-        **TINY,
-    )
+    try:
+        result = picker.pick(
+            variants=["subclassed", "functional", "folded"],
+            executions=["graph", "eager"],
+            runtimes=["default"],
+            budget_s=budget,
+            **TINY,
+        )
+    except picker.PickError as e:
+        # CI runs this beside another test: compiling six candidates in two shared workers can
+        # take the whole screening share. The pick must then say so, in time.
+        assert str(e).startswith(f"The budget of {budget:g} s ran out before any candidate")
+        assert "--budget-s" in str(e)
+        result = None
     wall = time.monotonic() - t0
     assert wall <= budget + 3.0, f"a pick of budget {budget} s took {wall:.1f} s"
+    if result is None:
+        return
     assert result.provisional
     if result.winner is None:  # honest about what the budget did not reach
         assert "the budget ran out" in result.decision

@@ -590,8 +590,15 @@ class _Pick:
                 self.pool.close(name)
 
     def _nothing_ran(self) -> PickError:
-        reasons = "; ".join(f"{c.config.label}: {c.reason}" for c in self.candidates if c.reason)
-        return PickError(f"No candidate could run on {self.workload.device}. {reasons}")
+        reasons = [f"{c.config.label}: {c.reason}" for c in self.candidates if c.reason]
+        if reasons and all("the budget ran out" in r for r in reasons):
+            # Not the candidates' fault: say what to change.
+            return PickError(
+                f"The budget of {self.clock.budget_s:g} s ran out before any candidate was "
+                f"measured on {self.workload.device} (compiling took longer on this machine now); "
+                f"give a larger --budget-s. {'; '.join(reasons)}"
+            )
+        return PickError(f"No candidate could run on {self.workload.device}. {'; '.join(reasons)}")
 
     def _decide_and_verify(self, finals: list) -> PickResult:
         verification = None
