@@ -4,7 +4,7 @@ A runtime can only be changed by starting another process, so each is measured i
 process of its own (see `workers`). `default` is TensorFlow's own choice for this CPU (oneDNN on
 with AVX512_VNNI, AVX512_BF16, AVX-VNNI or AMX, off elsewhere); where it equals `onednn` or
 `no-onednn`, a pick measures it once and says so. Other settings (intra/inter-op threads, XLA's
-CPU runtime) were measured to make no reliable difference for these networks (README), so they
+CPU runtime) were measured to make no reliable difference (docs/measuring.md), so they
 are not runtimes here; a new one is an entry in RUNTIMES.
 
 This module does not import TensorFlow.

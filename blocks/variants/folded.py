@@ -6,7 +6,7 @@ With the BN gone, TensorFlow runs conv + bias + ReLU as one fused kernel and ski
 passes over the activations. The canonical parameters stay as they are (so weights import and
 export like every variant's) and are folded inside the compiled graph on each call, so they are
 never stale after an import or a direct assignment. The fold reads and writes every kernel once
-per call, which shows at small batches (measured figures: README, "The variants").
+per call, which shows at small batches (measured figures: docs/results.md).
 """
 
 from __future__ import annotations
