@@ -344,7 +344,8 @@ def test_a_speedup_is_printed_with_its_interval_or_as_provisional_with_its_round
 
 def _store(winner: Config, **options):
     """A cache entry naming `winner` for `pick(**options)` (as a real pick stores it)."""
-    workload, configs, _ = picker.plan(**options)
+    workload, space = picker.split_options(**options)
+    configs, _ = picker.plan(workload, space)
     result = PickResult(
         workload=workload.to_json(),
         key=picker.make_key(workload, configs),
