@@ -51,13 +51,16 @@ from blocks.variants import VARIANTS, get_variant
 __all__ = [
     "PickError",
     "TIE_MARGIN",
+    "cached",
     "cached_pick",
     "cached_pick_for",
     "cached_picks",
     "complexity",
     "make_key",
+    "measure",
     "pick",
     "plan",
+    "split_options",
     "workload_for",
 ]
 _SPACE = {f.name for f in dataclasses.fields(SearchSpace)}
@@ -180,11 +183,12 @@ def pick(
         input_shape / image_size: square images, (size, size, 3) or size (default: the arch's).
         variants, executions, runtimes: the candidate space (default: every registered variant,
             every execution, every runtime).
-        strategy, replicas: data-parallel training over `replicas` (default 2) with
+        strategy, replicas: data-parallel training over `replicas` (default
+            `workload.STRATEGY_REPLICAS`) with
             "mirrored" (local GPUs, or logical CPUs) or "multiworker" (worker processes on this
             host); `batch_size` is then per replica. Default "none": one device.
-        budget_s: seconds for the whole run, start-up and compilation included (default: 150 for
-            inference, 420 for training).
+        budget_s: seconds for the whole run, start-up and compilation included (default:
+            `Budget.DEFAULT_S` of the mode).
         progress: called as progress(fraction, message, elapsed_s, remaining_s).
         use_cache: store a decided (not provisional) result in the per-user cache.
 
