@@ -31,6 +31,7 @@ from blocks.measure.workload import (  # noqa: E402
     MODES,
     REFERENCE,
     STRATEGIES,
+    STRATEGY_REPLICAS,
     Config,
     Workload,
     group,
@@ -51,7 +52,7 @@ _AXES = {
     "runtime equal to TensorFlow's default here is measured once)",
     "strategies": "comma-separated distribution strategies for training, of "
     "none,mirrored,multiworker (default: none)",
-    "arch": "comma-separated archs, of seed,imagenet (default: seed)",
+    "arch": f"comma-separated archs, of {','.join(ARCHS)} (default: {Workload.arch})",
     "image-size": "comma-separated square image sizes (default: the arch's, 32 for seed)",
 }
 
@@ -75,8 +76,9 @@ def pytest_addoption(parser):
     group.addoption(
         "--replicas",
         type=int,
-        default=2,
-        help="replicas of a distribution strategy: devices, or worker processes (default: 2)",
+        default=STRATEGY_REPLICAS,
+        help="replicas of a distribution strategy: devices, or worker processes "
+        f"(default: {STRATEGY_REPLICAS})",
     )
     group.addoption(
         "--min-sample-s",
@@ -133,7 +135,7 @@ def matrix(config) -> tuple:
     replicas = config.getoption("replicas")
     if replicas < 2:
         raise pytest.UsageError(f"--replicas takes an int of at least 2; Received: {replicas}")
-    archs = _choices(config, "arch", list(ARCHS), ["seed"])
+    archs = _choices(config, "arch", list(ARCHS), [Workload.arch])
     batches = _ints(config, "batch-sizes", [1, 64])
     sizes = _ints(config, "image-size", [None])
     asked = _choices(config, "dtype-policies", DTYPE_POLICIES, None)

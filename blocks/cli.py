@@ -14,7 +14,15 @@ import sys
 from blocks.archs import ARCHS
 from blocks.checks import DTYPE_POLICIES
 from blocks.measure.runtimes import RUNTIMES
-from blocks.measure.workload import EXECUTIONS, MODES, STRATEGIES
+from blocks.measure.workload import (
+    EXECUTIONS,
+    MODES,
+    STRATEGIES,
+    STRATEGY_REPLICAS,
+    Budget,
+    SearchSpace,
+    Workload,
+)
 
 
 def _fail(message: str, code: int = 2) -> int:
@@ -180,39 +188,42 @@ def _print_pick(result, verbose: bool) -> None:
             print(f"  {line}")
 
 
-def _pick_options(args) -> dict:
+def _pick_options(args) -> tuple:
+    """(the workload's options, the search space) of `pick`'s command line."""
+
     def csv(value):
         return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
 
-    return dict(
+    fields = dict(
         mode=args.mode,
         batch_size=args.batch_size,
         dtype_policy=args.dtype_policy,
         arch=args.arch,
         image_size=args.image_size,
-        variants=csv(args.variants),
-        executions=csv(args.executions),
-        runtimes=csv(args.runtimes),
-        strategy=args.strategy,
-        replicas=args.replicas,
     )
+    space = SearchSpace(
+        csv(args.variants), csv(args.executions), csv(args.runtimes), args.strategy, args.replicas
+    )
+    return fields, space
 
 
 def cmd_pick(args) -> int:
     from blocks.measure import picker, saved, workers
 
-    options = _pick_options(args)
+    fields, space = _pick_options(args)
     try:
         if args.from_json:
-            result = saved.pick_from_benchmarks(args.from_json, device=args.device, **options)
+            result = saved.pick_from_benchmarks(
+                args.from_json, device=args.device, space=space, **fields
+            )
         else:
-            picker.budget_for(args.mode, args.budget_s)  # refused before the cache is read
-            result = None if args.refresh else picker.cached_pick(args.device, **options)
+            budget = Budget(args.budget_s)
+            budget.for_mode(args.mode)  # refused before the cache is read
+            workload = picker.workload_for(args.device, **fields)
+            result = None if args.refresh else picker.cached(workload, space)
             if result is None:
                 progress = None if args.json else Progress()
-                result = picker.pick(
-                    args.device, budget_s=args.budget_s, progress=progress, **options
-                )
+                result = picker.measure(workload, space, budget, progress)
     except picker.PickError as e:
         return _fail(str(e), 1)
     except (ValueError, OSError, workers.WorkerError) as e:
@@ -302,11 +313,20 @@ def _csv_of(allowed):
 
 def _workload_arguments(p) -> None:
     """The options every command that builds a workload takes (`blocks.measure.workload`)."""
-    p.add_argument("--batch-size", type=_positive_int, default=64, help="per replica (default: 64)")
+    w = Workload
     p.add_argument(
-        "--dtype-policy", default="float32", choices=DTYPE_POLICIES, help="default: float32"
+        "--batch-size",
+        type=_positive_int,
+        default=w.batch_size,
+        help=f"per replica (default: {w.batch_size})",
     )
-    p.add_argument("--arch", default="seed", choices=list(ARCHS), help="default: seed")
+    p.add_argument(
+        "--dtype-policy",
+        default=w.dtype_policy,
+        choices=DTYPE_POLICIES,
+        help=f"default: {w.dtype_policy}",
+    )
+    p.add_argument("--arch", default=w.arch, choices=list(ARCHS), help=f"default: {w.arch}")
     p.add_argument("--image-size", type=_positive_int, help="square size (default: the arch's)")
 
 
@@ -342,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
         "simplest configuration.",
     )
     p.add_argument("--device", help="CPU:0, GPU:0, ... (default: the first GPU, else the CPU)")
-    p.add_argument("--mode", default="inference", choices=MODES, help="default: inference")
+    p.add_argument("--mode", default=Workload.mode, choices=MODES, help=f"default: {Workload.mode}")
     _workload_arguments(p)
     p.add_argument("--variants", help="comma-separated variants (default: all registered)")
     p.add_argument(
@@ -358,17 +378,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--strategy",
-        default="none",
+        default=SearchSpace.strategy,
         choices=STRATEGIES,
         help="data-parallel training: mirrored (local GPUs or logical CPUs) or multiworker "
-        "(worker processes on this host); --batch-size is then per replica (default: none)",
+        "(worker processes on this host); --batch-size is then per replica "
+        f"(default: {SearchSpace.strategy})",
     )
-    p.add_argument("--replicas", type=_positive_int, help="replicas of a strategy (default: 2)")
+    p.add_argument(
+        "--replicas",
+        type=_positive_int,
+        default=SearchSpace.replicas,
+        help=f"replicas of a strategy (default: {STRATEGY_REPLICAS})",
+    )
     p.add_argument(
         "--budget-s",
         type=_positive_float,
-        help="seconds for the whole run, start-up and compilation included "
-        "(default: 150 for inference, 420 for training)",
+        default=Budget.seconds,
+        help="seconds for the whole run, start-up and compilation included (default: "
+        f"{Budget.DEFAULT_S['inference']:g} for inference, {Budget.DEFAULT_S['train']:g} for "
+        "training)",
     )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--refresh", action="store_true", help="measure even if a result is cached")

@@ -13,7 +13,7 @@ import pytest
 import blocks
 from blocks import engines
 from blocks.executions import ENGINES, INSTALL_HINT, Engine
-from blocks.measure.picker import plan
+from blocks.measure import picker
 from blocks.measure.result import how_to_apply
 from blocks.measure.workload import Config, Workload
 from tests.helpers import numpy_resnet
@@ -257,12 +257,15 @@ def test_a_missing_engine_is_one_line_naming_the_install():
 
 
 def test_pick_races_the_engines_in_inference_with_the_reference_variant():
-    workload, configs, _ = plan("CPU:0", batch_size=1, runtimes=["default"])
+    def plan(device, **options):
+        return picker.plan(*picker.split_options(device, **options))
+
+    configs, _ = plan("CPU:0", batch_size=1, runtimes=["default"])
     engines_raced = {c.execution: c.variant for c in configs if c.execution in ENGINES}
     assert engines_raced == {name: "subclassed" for name in ENGINES}
-    _, configs, _ = plan("CPU:0", variants=["folded", "xla"], executions=["onnx"])
+    configs, _ = plan("CPU:0", variants=["folded", "xla"], executions=["onnx"])
     assert [c.label for c in configs] == ["folded · onnx · default"]  # one variant stands for all
-    _, configs, _ = plan("CPU:0", mode="train", runtimes=["default"])
+    configs, _ = plan("CPU:0", mode="train", runtimes=["default"])
     assert not [c for c in configs if c.execution in ENGINES]
     with pytest.raises(ValueError, match="A serving engine runs inference on one device"):
         Config("subclassed", "onnx", strategy="mirrored", replicas=2)

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from blocks import cli
-from blocks.measure import cache, load, picker, race, stats
+from blocks.measure import cache, compiling, final, load, picker, race, stats
 from blocks.measure.load import Load, Sampler
 from blocks.measure.result import PickResult
 from blocks.measure.workload import REFERENCE
@@ -165,11 +165,11 @@ def stub_pick(tmp_path, monkeypatch):
     reference sleeps 20 ms a round while it shares a screening process, 40 ms alone; the others
     10 ms to 60 ms by name, so every figure is known."""
     monkeypatch.setenv(cache.ENV_VAR, str(tmp_path / "picks.json"))
-    monkeypatch.setattr(picker, "MAX_FINAL_ROUNDS", 2 * stats.MIN_ROUNDS)
+    monkeypatch.setattr(final, "MAX_FINAL_ROUNDS", 2 * stats.MIN_ROUNDS)
     sleepers = []
     seconds = {"functional": 0.01, "nchw": 0.03}
 
-    def compile_all(self, candidates, per_process, until, base, span):
+    def compile_all(run, candidates, per_process, phase):
         each = {}
         for c in candidates:
             if c.config == REFERENCE:
@@ -186,7 +186,7 @@ def stub_pick(tmp_path, monkeypatch):
                 c.config.label, worker, c.config.label, 1, each[c.config.label]
             )
 
-    monkeypatch.setattr(picker._Pick, "_compile_all", compile_all)
+    monkeypatch.setattr(compiling, "compile_all", compile_all)
     space = dict(
         variants=["subclassed", "functional", "nchw"],
         executions=["graph", "eager"],

@@ -19,9 +19,9 @@ import pytest
 import blocks
 from blocks import cpu
 from blocks.executions import ENGINES
-from blocks.measure import cache, lab, picker, saved, stats
+from blocks.measure import cache, final, lab, picker, saved, stats
 from blocks.measure.result import PickResult, how_to_apply
-from blocks.measure.workload import REFERENCE, Config
+from blocks.measure.workload import REFERENCE, Budget, Config
 from tests.helpers import faulty
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -64,7 +64,7 @@ def short_samples(monkeypatch):
     """These tests check what a pick does, not its figures: samples of 20 ms and at most 12 final
     rounds (twice what a decision needs) keep them short."""
     monkeypatch.setattr(lab, "MIN_SAMPLE_S", 0.02)
-    monkeypatch.setattr(picker, "MAX_FINAL_ROUNDS", 2 * stats.MIN_ROUNDS)
+    monkeypatch.setattr(final, "MAX_FINAL_ROUNDS", 2 * stats.MIN_ROUNDS)
 
 
 @pytest.fixture(autouse=True)
@@ -215,7 +215,7 @@ def test_a_short_budget_bounds_the_run_and_is_provisional_not_cached(monkeypatch
     # in flight >= 2 s, so the final rounds of the least budget fit in < 11 s: fewer than
     # MIN_ROUNDS.
     monkeypatch.setattr(lab, "MIN_SAMPLE_S", 2.0)
-    budget = picker.MIN_BUDGET_S["inference"]
+    budget = Budget.MIN_S["inference"]
     assert budget - (2.5 * 8 * faulty.SLOW_BLOCK_S * 2 + 5) - 2.0 < 2.0 * stats.MIN_ROUNDS
     t0 = time.monotonic()
     result = picker.pick(
@@ -246,7 +246,7 @@ def test_a_short_budget_bounds_the_run_and_is_provisional_not_cached(monkeypatch
 def test_the_least_budget_bounds_a_pick_of_many_candidates_by_the_wall_clock():
     # Six candidates: screening in shared workers, then fresh processes for the finalists, each
     # starting TensorFlow again: the phases that overran a short budget by seconds.
-    budget = picker.MIN_BUDGET_S["inference"]
+    budget = Budget.MIN_S["inference"]
     t0 = time.monotonic()
     try:
         result = picker.pick(
@@ -277,7 +277,7 @@ def test_the_least_budget_bounds_a_pick_of_many_candidates_by_the_wall_clock():
 def test_a_gain_without_an_interval_is_provisional_and_not_cached(monkeypatch):
     # One candidate besides the reference: the decision among candidates is trivial ("the only
     # candidate"), but two paired rounds give its speedup no interval.
-    monkeypatch.setattr(picker, "MAX_FINAL_ROUNDS", 2)
+    monkeypatch.setattr(final, "MAX_FINAL_ROUNDS", 2)
     monkeypatch.setattr(stats, "MIN_ROUNDS", 2)
     options = dict(variants=["functional"], executions=["graph"], runtimes=["default"], **TINY)
     result = picker.pick(budget_s=ROOMY_S, **options)
@@ -344,7 +344,8 @@ def test_a_speedup_is_printed_with_its_interval_or_as_provisional_with_its_round
 
 def _store(winner: Config, **options):
     """A cache entry naming `winner` for `pick(**options)` (as a real pick stores it)."""
-    workload, configs, _ = picker.plan(**options)
+    workload, space = picker.split_options(**options)
+    configs, _ = picker.plan(workload, space)
     result = PickResult(
         workload=workload.to_json(),
         key=picker.make_key(workload, configs),

@@ -18,7 +18,7 @@ from blocks import _compat, cpu
 from blocks.archs import get_arch
 from blocks.measure import picker
 from blocks.measure.runtimes import get as get_runtime
-from blocks.measure.workload import REFERENCE, Config, Workload
+from blocks.measure.workload import REFERENCE, Budget, Config, SearchSpace, Workload
 from blocks.models import input_shape_for, resolve_policy
 
 AUTO = "auto"
@@ -50,13 +50,11 @@ def resolve_auto(*, arch, input_shape, dtype_policy, pick_on_miss: bool) -> Conf
     On a miss: measure first if `pick_on_miss`, otherwise warn and use the reference.
     """
     policy = resolve_policy(dtype_policy).name
-    options = dict(
-        mode="inference", batch_size=64, dtype_policy=policy, arch=arch, input_shape=input_shape
-    )
-    workload, _, _ = picker.plan(**options)
+    # Mode and batch size: a pick's defaults, the workload most users run.
+    workload = picker.workload_for(dtype_policy=policy, arch=arch, input_shape=input_shape)
     hit = picker.cached_pick_for(workload)  # whatever candidate space it raced
     if hit is None and pick_on_miss:
-        hit = picker.pick(**options)
+        hit = picker.measure(workload, SearchSpace(), Budget())
     if hit is not None and hit.winner is not None:
         config = hit.winner_config
         problem = runtime_mismatch(config)
@@ -67,7 +65,7 @@ def resolve_auto(*, arch, input_shape, dtype_policy, pick_on_miss: bool) -> Conf
     others = sorted({Workload.from_json(r.workload).label for r in picker.cached_picks()})
     warnings.warn(
         f"variant='auto': no cached pick for {workload.device}, arch={arch!r}, {h}x{w}, "
-        f"{policy}, inference batch 64 (TF {_compat.TF_VERSION}); using "
+        f"{policy}, {workload.mode} batch {workload.batch_size} (TF {_compat.TF_VERSION}); using "
         f"{REFERENCE.variant!r}. Run `python -m blocks pick --arch {arch} --image-size {h} "
         f"--dtype-policy {policy}` once, or pass pick_on_miss=True. Cached here: "
         + ("; ".join(others) if others else "none"),

@@ -3,27 +3,32 @@
 from __future__ import annotations
 
 import os
+from typing import Optional
 
 from blocks.measure import report
 from blocks.measure.load import Load
-from blocks.measure.picker import TIE_MARGIN, plan
+from blocks.measure.picker import TIE_MARGIN, plan, workload_for
 from blocks.measure.result import PickResult, Ranked, how_to_apply
-from blocks.measure.workload import Config, Workload
+from blocks.measure.workload import Config, SearchSpace, Workload
 
 
-def pick_from_benchmarks(path, device=None, **options) -> PickResult:
+def pick_from_benchmarks(
+    path, device=None, *, space: Optional[SearchSpace] = None, **fields
+) -> PickResult:
     """Pick from a saved `pytest bench/` run (`--benchmark-json=FILE`) instead of measuring.
 
     Each configuration there was interleaved with the reference, not with the others, so the
     winner is the largest paired speedup over the reference, clearly ahead only if its interval
     lies above the runner-up's by more than TIE_MARGIN; nothing is verified or cached.
+    `fields` are the workload's (`picker.workload_for`); without a device or an image size,
+    any in the file; without a `space`, any configuration.
     """
     run = report.load(path)
-    wanted, configs, _ = plan(device, **options)  # checks every option
-    restricted = any(options.get(k) for k in ("variants", "executions", "runtimes"))
-    mode, batch = options.get("mode", "inference"), options.get("batch_size", 64)
-    policy, arch = options.get("dtype_policy", "float32"), options.get("arch", "seed")
-    size = options.get("image_size")
+    space = space or SearchSpace()
+    wanted = workload_for(device, **fields)
+    configs, _ = plan(wanted, space)  # checks every option
+    mode, batch, policy, arch = wanted.mode, wanted.batch_size, wanted.dtype_policy, wanted.arch
+    size = fields.get("image_size")
     rows, groups = [], set()
     for row in run.rows:
         info = row["extra_info"]
@@ -35,7 +40,7 @@ def pick_from_benchmarks(path, device=None, **options) -> PickResult:
             continue
         if info.get("speedup_vs_reference") is None:
             continue
-        if restricted and Config.from_json(info["config"]) not in configs:
+        if space.restricted and Config.from_json(info["config"]) not in configs:
             continue
         rows.append(row)
     if not rows:

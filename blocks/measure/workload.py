@@ -7,6 +7,10 @@ how the step is compiled (execution), the process-level settings TensorFlow read
 `blocks.pick` or a row of `pytest bench/` is a (workload, config) pair; the cache key and the
 results files are made from these two objects.
 
+What a pick searches and for how long are two more: a `SearchSpace` (the candidates asked for)
+and a `Budget` (the seconds it may take). Every default of a pick is written once, in these
+dataclasses; `blocks.pick`, the command line, `pytest bench/`, `saved` and `auto` read them.
+
 This module does not import TensorFlow: the command line validates its options with it.
 """
 
@@ -19,12 +23,25 @@ from blocks import checks
 from blocks.archs import ARCHS, stem_output_size
 from blocks.executions import EXECUTIONS, MODES, is_engine
 
-__all__ = ["EXECUTIONS", "MODES", "STRATEGIES", "REFERENCE", "Config", "Workload", "grid", "group"]
+__all__ = [
+    "EXECUTIONS",
+    "MODES",
+    "STRATEGIES",
+    "REFERENCE",
+    "Budget",
+    "Config",
+    "SearchSpace",
+    "Workload",
+    "grid",
+    "group",
+]
 # none: one device; mirrored: MirroredStrategy over local devices (GPUs, or logical CPUs);
 # multiworker: MultiWorkerMirroredStrategy over worker processes on this host.
 STRATEGIES = ("none", "mirrored", "multiworker")
 
 REFERENCE_VARIANT = "subclassed"
+# Replicas of a distribution strategy when none are asked for: the least that is data-parallel.
+STRATEGY_REPLICAS = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,6 +181,61 @@ class Config:
 
 
 REFERENCE = Config(REFERENCE_VARIANT, "graph", "default")
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchSpace:
+    """The candidates a pick races, checked by `picker.plan` against this machine.
+
+    Attributes:
+        variants: registered block variants (None: every one).
+        executions: of `EXECUTIONS` (None: every one the mode runs; the serving engines run
+            inference only).
+        runtimes: names of `blocks.measure.runtimes.RUNTIMES` (None: every one).
+        strategy: "none", "mirrored" or "multiworker" (training only).
+        replicas: of the strategy (None: `STRATEGY_REPLICAS` with a strategy, 1 without).
+    """
+
+    variants: Optional[Sequence[str]] = None
+    executions: Optional[Sequence[str]] = None
+    runtimes: Optional[Sequence[str]] = None
+    strategy: str = "none"
+    replicas: Optional[int] = None
+
+    @property
+    def restricted(self) -> bool:
+        """Whether the candidates were narrowed from the default (all of them)."""
+        return any((self.variants, self.executions, self.runtimes))
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """The seconds a pick may take, start-up and compilation included (None: the mode's
+    default). A training step compiles and runs several times longer than a forward pass.
+
+    The least a pick fits: a worker starting TensorFlow, the reference and one candidate
+    compiled, a few rounds, the winner verified. Below it a run could only overrun or measure
+    nothing. How a pick shares the seconds out is `blocks.measure.budget`.
+    """
+
+    seconds: Optional[float] = None
+
+    DEFAULT_S = {"inference": 150.0, "train": 420.0}
+    MIN_S = {"inference": 20.0, "train": 40.0}
+
+    def for_mode(self, mode: str) -> float:
+        """The seconds a pick in `mode` may take: `seconds` checked against the least one fits,
+        or the default."""
+        checks.positive_number(self.seconds, "budget_s", allow_none=True)
+        budget = self.DEFAULT_S[mode] if self.seconds is None else float(self.seconds)
+        least = self.MIN_S[mode]
+        if budget < least:
+            raise ValueError(
+                f"Invalid budget_s. A pick needs at least {least:g} s in {mode} (a worker to "
+                "start TensorFlow, the reference and a candidate to compile, rounds, a "
+                f"verification); Received: budget_s={self.seconds!r}"
+            )
+        return budget
 
 
 def grid(
