@@ -44,16 +44,11 @@ def record(workload: Workload, rounds: int, seed: int) -> dict:
             alone = pool.start(f"alone-{c.execution}")
             alone.hello()
             for where, worker in (("alone", alone), ("shared", shared)):
-                reply = worker.call(
-                    "prepare",
-                    900,
-                    key=c.label,
-                    workload=workload.to_json(),
-                    config=c.to_json(),
-                    min_sample_s=lab.MIN_SAMPLE_S,
+                entrant, reply = race.prepare(
+                    worker, c.label, workload, c, lab.MIN_SAMPLE_S, 900, label=f"{where} {c.label}"
                 )
-                entrants.append(race.Entrant(f"{where} {c.label}", worker, c.label, reply["calls"]))
-                entrants[-1].engine = reply.get("engine")
+                entrant.engine = reply.get("engine")
+                entrants.append(entrant)
         for e in entrants:  # one scale: the same calls per sample for the same configuration
             e.calls = max(o.calls for o in entrants if o.key == e.key)
         race.run_rounds(entrants, rounds, seed=seed)

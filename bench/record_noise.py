@@ -3,10 +3,10 @@
     python bench/record_noise.py tests/data/noise.json [--rounds 30] [--processes 4]
 
 Starts N worker processes that each hold the same configuration (subclassed, tf.function) and
-times them in interleaved rounds, in random order within a round, for a few workloads and both
-oneDNN settings. The file keeps every per-round time with the machine and versions it came from;
-tests/test_stats.py draws synthetic races from it: the pick's rule must call identical
-configurations a tie, and find a real difference.
+times them in interleaved rounds, in random order within a round (`race.run_rounds`, the one
+timing path), for a few workloads and both oneDNN settings. The file keeps every per-round time
+with the machine and versions it came from; tests/test_stats.py draws synthetic races from it:
+the pick's rule must call identical configurations a tie, and find a real difference.
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import random
 
 from blocks import cpu
 from blocks.fileio import atomic_write, check_replaceable, json_with_keys
-from blocks.measure import lab, runtimes
+from blocks.measure import lab, race, runtimes
 from blocks.measure.workers import Pool
 from blocks.measure.workload import REFERENCE, Workload
 
@@ -27,26 +26,18 @@ WORKLOADS = (Workload("inference", 64), Workload("inference", 1), Workload("trai
 
 def record(workload: Workload, runtime: str, processes: int, rounds: int, seed: int) -> dict:
     with Pool() as pool:
-        workers = [pool.start(f"p{i}", runtime) for i in range(processes)]
-        info = [w.hello() for w in workers][0]
-        calls = 1
-        for w in workers:
-            prepared = w.call(
-                "prepare",
-                900,
-                key="ref",
-                workload=workload.to_json(),
-                config=REFERENCE.to_json(),
-                min_sample_s=lab.MIN_SAMPLE_S,
-            )
-            calls = max(calls, prepared["calls"])
-        times = [[] for _ in workers]
-        order = list(range(processes))
-        rng = random.Random(seed)
-        for _ in range(rounds):
-            rng.shuffle(order)
-            for i in order:
-                times[i].append(workers[i].call("time", 300, key="ref", calls=calls)["seconds"])
+        started = [pool.start(f"p{i}", runtime) for i in range(processes)]
+        info = [w.hello() for w in started][0]
+        entrants = [
+            race.prepare(w, "ref", workload, REFERENCE, lab.MIN_SAMPLE_S, 900, label=w.name)[0]
+            for w in started
+        ]
+        calls = race.one_scale(entrants)
+        race.run_rounds(entrants, rounds, seed=seed)
+    for e in entrants:
+        if e.error is not None:
+            raise RuntimeError(e.error)
+    times = [[e.times[r] for r in sorted(e.times)] for e in entrants]
     return {
         "workload": workload.to_json(),
         "runtime": runtime,

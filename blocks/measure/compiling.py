@@ -99,13 +99,8 @@ def _start(run: Run, name: str, config: Config):
 def _prepare(run: Run, worker, c: Candidate, deadline: float) -> None:
     timeout = run.clock.timeout(max(10.0, deadline - time.monotonic()))
     try:
-        reply = worker.call(
-            "prepare",
-            timeout,
-            key=c.config.label,
-            workload=run.workload.to_json(),
-            config=c.config.to_json(),
-            min_sample_s=_min_sample_s(),
+        entrant, reply = race.prepare(
+            worker, c.config.label, run.workload, c.config, _min_sample_s(), timeout
         )
     except workers.RequestFailed as e:
         c.status, c.reason, c.detail = "could not run", str(e), e.detail
@@ -116,10 +111,7 @@ def _prepare(run: Run, worker, c: Candidate, deadline: float) -> None:
         c.status, c.reason = "not measured", "the budget ran out while it compiled"
         return
     c.compile_s, c.layout, c.engine = reply["compile_s"], reply["layout"], reply.get("engine")
-    c.entrant = race.Entrant(
-        c.config.label, worker, c.config.label, reply["calls"], reply["call_s"]
-    )
-    c.status = "ready"
+    c.entrant, c.status = entrant, "ready"
 
 
 def _min_sample_s() -> float:

@@ -98,21 +98,14 @@ class Lab:
                 pass
             self._held.pop(name, None)
         try:
-            reply = worker.call(
-                "prepare",
-                1800,
-                key=key,
-                workload=workload.to_json(),
-                config=config.to_json(),
-                min_sample_s=self.min_sample_s,
-            )
+            entrant, reply = race.prepare(worker, key, workload, config, self.min_sample_s, 1800)
         except workers.RequestFailed as e:
             raise Unrunnable(str(e), e.detail) from None
         except workers.WorkerError as e:
             self.pool.close(name)
             raise Unrunnable(str(e)) from None
         prepared = Prepared(
-            race.Entrant(config.label, worker, key, reply["calls"], reply["call_s"]),
+            entrant,
             reply["compile_s"],
             reply["layout"],
             tuple(reply["output_shape"]),
@@ -153,10 +146,8 @@ class Lab:
         entrants = [this, ref]
         if config.strategy != "none":
             entrants.append(self.single(workload, config))
-        # The same calls per sample for all, so that their samples span the same time scale.
-        calls = max(p.entrant.calls for p in entrants)
+        calls = race.one_scale([p.entrant for p in entrants])
         for p in entrants:
-            p.entrant.calls = calls
             p.entrant.reset()
         per_round = calls * sum(p.entrant.call_s for p in entrants)
         rounds = max(stats.MIN_ROUNDS, min(200, math.ceil(target_s / max(per_round, 1e-6))))

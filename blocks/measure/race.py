@@ -40,6 +40,43 @@ class Entrant:
         return max(60.0, 30.0 * self.call_s * self.calls)
 
 
+def prepare(
+    worker,
+    key: str,
+    workload,
+    config,
+    min_sample_s: float,
+    timeout_s: float,
+    label: Optional[str] = None,
+) -> tuple:
+    """Compile `config` on `workload` in `worker`, held there as `key`: the entrant that times it
+    (named `label`, else the configuration's label) and the worker's whole reply (compile_s,
+    layout, output_shape, finite, flop_per_image, engine).
+
+    Raises what `workers.Worker.call` raises: RequestFailed (it does not compile or run there),
+    WorkerError (the worker died or did not answer in `timeout_s`).
+    """
+    reply = worker.call(
+        "prepare",
+        timeout_s,
+        key=key,
+        workload=workload.to_json(),
+        config=config.to_json(),
+        min_sample_s=min_sample_s,
+    )
+    entrant = Entrant(label or config.label, worker, key, reply["calls"], reply["call_s"])
+    return entrant, reply
+
+
+def one_scale(entrants: list) -> int:
+    """Give `entrants` the same calls per sample (the most any needs), so that their samples span
+    the same time scale; returns it."""
+    calls = max(e.calls for e in entrants)
+    for e in entrants:
+        e.calls = calls
+    return calls
+
+
 def run_rounds(
     entrants: list,
     rounds: int,
