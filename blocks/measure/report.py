@@ -59,6 +59,5 @@ def markdown(runs: list, baseline: Optional[str] = None) -> str:
 # The chart, for callers of this module (`chart` is its home).
 plot = chart.plot
 check_chart_path = chart.check_chart_path
-default_chart_path = chart.default_chart_path
 CHART_EXPECTED = chart.CHART_EXPECTED
 RUN_EXPECTED = reading.RUN_EXPECTED
