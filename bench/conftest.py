@@ -25,7 +25,7 @@ import pytest  # noqa: E402
 from blocks.archs import ARCHS  # noqa: E402
 from blocks.checks import DTYPE_POLICIES  # noqa: E402
 from blocks.executions import ENGINES, is_engine  # noqa: E402
-from blocks.measure import devices, lab, report, runtimes, workers  # noqa: E402
+from blocks.measure import devices, lab, report, runs, runtimes, workers  # noqa: E402
 from blocks.measure.workload import (  # noqa: E402
     EXECUTIONS,
     MODES,
@@ -212,7 +212,7 @@ def _check_results_dir(config) -> None:
         )
     target = os.path.join(directory, report.run_file_name(report.run_header()))
     try:
-        report.check_run_path(target)
+        runs.check_run_path(target)
     except OSError as e:
         raise pytest.UsageError(f"--results-dir: {e}") from None
 

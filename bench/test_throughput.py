@@ -14,7 +14,7 @@ from replay import player
 
 from blocks import _compat, cpu
 from blocks.archs import ARCHS
-from blocks.measure import lab, stats
+from blocks.measure import lab, record, stats
 from blocks.measure.workload import REFERENCE, group
 
 
@@ -62,50 +62,45 @@ def test_resnet18(benchmark, case, bench_lab, ceilings, request):
     benchmark.pedantic(
         player([measured.times[r] for r in rounds]), rounds=len(rounds), iterations=1
     )
+    row = _row(workload, config, prepared, measured, ceilings[key])
+    if workload.mode == "inference" and config.strategy == "none":
+        # Is it computing the same thing? Against float64 of the same weights (random ones).
+        check = bench_lab.verify(workload, config)
+        row.error_vs_float64 = max((e for e, _ in check["checks"].values()), default=None)
+        row.verified = check["passed"]
+    benchmark.extra_info.update(row.info())
+
+
+def _sig(x: float) -> float:
+    """Five significant digits, whatever the scale."""
+    return float(f"{x:.5g}")
+
+
+def _row(workload, config, prepared, measured, ceiling: float) -> record.Row:
+    """The results row of one configuration's measurement (`record.Row`)."""
+    rounds = sorted(measured.times)
     images = workload.batch_size * config.replicas
-    model_flops = prepared.flop_per_image
-    median = stats.throughput(list(measured.times.values()), images)
+    gflop = prepared.flop_per_image / 1e9
+    median = stats.throughput(list(measured.times.values()), images)["images_per_sec"]
     # The reference in the rounds its speedup is paired from, beside it in every table.
     paired = [measured.reference_times[r] for r in rounds if r in measured.reference_times]
     reference = stats.throughput(paired, workload.batch_size)
     ratio = measured.ratio()
     # In throughput: a strategy's step processes `replicas` times the reference's images.
     speedup = [config.replicas * x for x in ratio.speedup()]
-
-    def sig(x: float) -> float:  # five significant digits, whatever the scale
-        return float(f"{x:.5g}")
-
-    scaling = measured.scaling()
-    if scaling is not None:  # throughput with N replicas / (N x one replica's), paired rounds
-        benchmark.extra_info.update(
-            scaling_efficiency=sig(scaling.median),
-            scaling_ci=[sig(scaling.low), sig(scaling.high)] if scaling.decided else None,
-            single_replica_images_per_sec=sig(
-                stats.throughput(list(measured.single_times.values()), workload.batch_size)[
-                    "images_per_sec"
-                ]
-            ),
-        )
-    if workload.mode == "inference" and config.strategy == "none":
-        # Is it computing the same thing? Against float64 of the same weights (random ones).
-        check = bench_lab.verify(workload, config)
-        benchmark.extra_info.update(
-            error_vs_float64=max((e for e, _ in check["checks"].values()), default=None),
-            verified=check["passed"],
-        )
-    benchmark.extra_info.update(
-        workload=workload.to_json(),
-        config=config.to_json(),
+    row = record.Row(
+        workload=workload,
+        config=config,
         label=config.label,
         reference=REFERENCE.label,
-        images_per_sec=sig(median["images_per_sec"]),
-        gflop_per_image=sig(model_flops / 1e9),
-        gflops_per_sec=sig(median["images_per_sec"] * model_flops / 1e9),
-        ceiling_gflops_per_sec=sig(ceilings[key]),
-        efficiency=sig(median["images_per_sec"] * model_flops / 1e9 / ceilings[key]),
-        speedup_vs_reference=sig(speedup[0]),
-        speedup_ci=[sig(speedup[1]), sig(speedup[2])] if ratio.decided else None,
-        reference_images_per_sec=sig(reference["images_per_sec"]),
+        images_per_sec=_sig(median),
+        gflop_per_image=_sig(gflop),
+        gflops_per_sec=_sig(median * gflop),
+        ceiling_gflops_per_sec=_sig(ceiling),
+        efficiency=_sig(median * gflop / ceiling),
+        speedup_vs_reference=_sig(speedup[0]),
+        speedup_ci=[_sig(speedup[1]), _sig(speedup[2])] if ratio.decided else None,
+        reference_images_per_sec=_sig(reference["images_per_sec"]),
         load=measured.load.to_json(),
         times=[measured.times[r] for r in rounds],
         reference_times=[measured.reference_times.get(r) for r in rounds],
@@ -120,3 +115,10 @@ def test_resnet18(benchmark, case, bench_lab, ceilings, request):
         tf_version=_compat.TF_VERSION,
         keras_version=_compat.KERAS_VERSION,
     )
+    scaling = measured.scaling()
+    if scaling is not None:  # throughput with N replicas / (N x one replica's), paired rounds
+        row.scaling_efficiency = _sig(scaling.median)
+        row.scaling_ci = [_sig(scaling.low), _sig(scaling.high)] if scaling.decided else None
+        single = stats.throughput(list(measured.single_times.values()), workload.batch_size)
+        row.single_replica_images_per_sec = _sig(single["images_per_sec"])
+    return row

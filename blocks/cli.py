@@ -78,10 +78,11 @@ def cmd_report(args) -> int:
     try:
         runs = report.load_runs(args.results)
         text = report.markdown(runs, baseline=args.baseline)
-        png = args.png or report.default_chart_path(args.results)
-        report.check_chart_path(png)  # refused before the tables, not after them
+        if args.png:
+            report.check_chart_path(args.png)  # refused before the tables, not after them
         print(text)
-        print(f"chart: {report.plot(runs, png)}")
+        if args.png:
+            print(f"chart: {report.plot(runs, args.png, baseline=args.baseline)}")
     except (ValueError, OSError, RuntimeError) as e:
         return _fail(str(e))
     return 0
@@ -420,14 +421,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_cluster)
     p = sub.add_parser(
         "report",
-        help="tables and a chart from benchmark runs (several: one column per TF version)",
+        help="tables (and with --png a chart) of benchmark runs (several: a column per TF version)",
     )
     p.add_argument(
         "results",
         nargs="+",
         help="files written by `pytest bench/ --benchmark-json=FILE`, or directories of them",
     )
-    p.add_argument("--png", help="where to write the chart (default: beside the first run)")
+    p.add_argument(
+        "--png",
+        metavar="PATH",
+        help="also write a chart there, a new file (an existing one is never replaced)",
+    )
     p.add_argument("--baseline", help="the TF version the ratios are against (default: the oldest)")
     p.set_defaults(func=cmd_report, tensorflow=False)  # reads files: no TensorFlow, no variants
     return parser

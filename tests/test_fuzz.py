@@ -456,11 +456,7 @@ def _outputs(argv: list, code) -> list:
     if code != 0 or not argv or "report" not in argv:
         return []
     args = PARSER.parse_args(argv)
-    if args.png:
-        return [args.png]
-    from blocks.measure import report
-
-    return [os.path.relpath(report.default_chart_path(args.results))]
+    return [args.png] if args.png else []
 
 
 @contextlib.contextmanager

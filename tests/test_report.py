@@ -3,6 +3,7 @@ flag for a real change, machines kept apart, the chart, and `python -m blocks re
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -189,14 +190,66 @@ def test_runs_of_different_machines_are_reported_apart(tmp_path):
 
 
 def test_chart(tmp_path):
+    """A chart is written to a new path only: asked a second time, it refuses in one line."""
     runs = report.load_runs([run_file(tmp_path)])
     out = report.plot(runs, tmp_path / "chart.png")
-    with open(out, "rb") as f:
-        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     first = (tmp_path / "chart.png").read_bytes()
-    assert report.plot(runs, tmp_path / "chart.png") == out, "its own chart is replaced"
+    assert out == str(tmp_path / "chart.png") and first[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(FileExistsError, match="it exists; expected a new path") as raised:
+        report.plot(runs, tmp_path / "chart.png")
+    assert "\n" not in str(raised.value)
     assert sorted(os.listdir(tmp_path)) == ["chart.png", "run.json"]
-    assert (tmp_path / "chart.png").read_bytes()[:8] == first[:8]
+    assert (tmp_path / "chart.png").read_bytes() == first
+
+
+def test_the_cross_version_chart_is_one_heatmap_per_workload():
+    """The committed runs across versions: a panel per workload, configurations x versions, the
+    Markdown's `!` flags on the chart's cells too."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from blocks.measure import chart
+
+    runs = report.load_runs([os.path.join(ROOT, "bench", "results", "versions")])
+    title, panels = chart._panels(runs, None)
+    text = report.markdown(runs)
+    assert len(panels) == text.count("**CPU:0") == 4
+    for panel in panels:
+        assert isinstance(panel, chart._Heatmap) and len(panel.columns) == len(runs)
+        fig, ax = plt.subplots()
+        chart._draw_heatmap(ax, panel)
+        flagged = sorted(
+            round(float(t.get_text()[:-2]), 2) for t in ax.texts if "!" in t.get_text()
+        )
+        plt.close(fig)
+        section = text.split(f"**{panel.title}**")[1].split("**")[0]
+        assert flagged == sorted(float(x) for x in re.findall(r"(\d\.\d\d)x!", section)) != []
+    assert "TF\u00a02.13.1\u00a0/\u00a0Keras\u00a02.13.1" in title  # never wrapped inside
+
+
+def test_a_run_chart_shows_each_speedup_interval(tmp_path):
+    """One run: a bar per configuration at its paired speedup, its 95% interval as a whisker."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from blocks.measure import chart
+
+    runs = report.load_runs([run_file(tmp_path)])
+    _, panels = chart._panels(runs, None)
+    fig, ax = plt.subplots()
+    chart._draw_bars(ax, panels[0])
+    (whiskers,) = [c for c in ax.containers if hasattr(c, "has_xerr") and c.has_xerr]
+    segments = whiskers.lines[2][0].get_segments()
+    spans = sorted((round(a[0], 4), round(b[0], 4)) for a, b in segments)
+    assert spans == sorted(
+        (round(r.speedup_ci[0], 4), round(r.speedup_ci[1], 4)) for r in panels[0].rows
+    )
+    assert ax.get_legend() is None
+    plt.close(fig)
 
 
 def _decoy(at, kind):
@@ -215,7 +268,7 @@ def _decoy(at, kind):
 
 
 @pytest.mark.parametrize("kind", ["directory", "PNG of another program", "text"])
-def test_the_chart_never_replaces_what_is_not_its_own(tmp_path, kind):
+def test_the_chart_never_replaces_a_file(tmp_path, kind):
     runs = report.load_runs([run_file(tmp_path)])
     target = tmp_path / "chart.png"
     error, words = _decoy(target, kind)
@@ -223,6 +276,7 @@ def test_the_chart_never_replaces_what_is_not_its_own(tmp_path, kind):
     with pytest.raises(error) as raised:
         report.plot(runs, target)
     message = str(raised.value)
+    words = words.replace("exists and is not ", "exists; expected ")
     assert message.startswith(f"Cannot write the chart to {str(target)!r}: {words}")
     assert report.CHART_EXPECTED in message and "\n" not in message
     assert snapshot(tmp_path) == before
@@ -271,7 +325,7 @@ def _report(*args):
     )
 
 
-def test_report_command_refuses_a_chart_path_not_its_own_before_printing(tmp_path):
+def test_report_command_refuses_an_existing_chart_path_before_printing(tmp_path):
     run = run_file(tmp_path)
     decoy = tmp_path / "mine.png"
     decoy.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
@@ -279,8 +333,8 @@ def test_report_command_refuses_a_chart_path_not_its_own_before_printing(tmp_pat
     out = _report(str(run), "--png", str(decoy))
     assert out.returncode == 2 and out.stdout == "" and "Traceback" not in out.stderr
     assert out.stderr.splitlines() == [
-        f"error: Cannot write the chart to {str(decoy)!r}: it exists and is not "
-        f"{report.CHART_EXPECTED}; remove it or choose another path. Nothing was changed."
+        f"error: Cannot write the chart to {str(decoy)!r}: it exists; expected "
+        f"{report.CHART_EXPECTED}: remove it or choose another path. Nothing was changed."
     ]
     assert snapshot(tmp_path) == before
 
@@ -291,7 +345,9 @@ def test_report_command_on_files_and_directories(tmp_path):
     out = _report(str(tmp_path))
     assert out.returncode == 0, out.stderr
     assert "| configuration | TF 2.13.1 K2 | TF 2.21.0 K3 |" in out.stdout
-    assert (tmp_path / "report.png").exists()
+    assert sorted(os.listdir(tmp_path)) == ["tf213.json", "tf221.json"], "a chart only if asked"
+    out = _report(str(tmp_path), "--png", str(tmp_path / "v.png"))
+    assert out.returncode == 0 and out.stdout.endswith(f"chart: {tmp_path / 'v.png'}\n")
     empty = tmp_path / "empty"
     empty.mkdir()
     out = _report(str(empty))

@@ -178,15 +178,21 @@ def decide(
     return Decision(winner, fastest, False, provisional, runner, vs, tied, text)
 
 
+def quartile_throughput(images: int, q1: float, median: float, q3: float) -> tuple:
+    """(median, lower quartile, upper quartile) images/s from the quartiles of the seconds per
+    step: the slower quartile of time is the lower quartile of throughput."""
+    return images / median, images / q3, images / q1
+
+
 def throughput(seconds: Sequence[float], images: int) -> dict:
-    """Median images/s and the interquartile range, from per-call seconds (the one conversion:
-    the slower quartile of time is the lower quartile of throughput)."""
+    """Median images/s and the interquartile range, from per-call seconds."""
     s = np.asarray(seconds, float)
     q1, median, q3 = np.percentile(s, [25, 50, 75])
+    rate, low, high = quartile_throughput(images, q1, median, q3)
     return {
-        "images_per_sec": images / median,
-        "q1_images_per_sec": images / q3,
-        "q3_images_per_sec": images / q1,
+        "images_per_sec": rate,
+        "q1_images_per_sec": low,
+        "q3_images_per_sec": high,
         "median_s": float(median),
         "iqr_s": float(q3 - q1),
         "rounds": int(len(s)),
