@@ -23,7 +23,8 @@ import time
 from typing import Optional
 
 from blocks.measure import distributed, runtimes
-from blocks.measure.worker import IMPORTS_VAR, PARENT_VAR
+from blocks.measure.worker import PARENT_VAR
+from blocks.registry import IMPORTS_VAR
 from blocks.variants import VARIANTS
 
 # Every worker is started from this one thread, which lives as long as the process: a worker asks
