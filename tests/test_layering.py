@@ -16,9 +16,9 @@ PACKAGE = os.path.join(ROOT, "blocks")
 
 # The package's layers, lowest first. A module may import modules of its own layer or below.
 LIBRARY, MEASURE, TOP = 0, 1, 2
-# Leaves: the argument checks and the host's description import nothing from the package, nor
+# Leaves: the argument checks, the error base and the host's description import nothing from the package, nor
 # TensorFlow (the command line checks its arguments before TensorFlow loads).
-LEAVES = ("blocks.causes", "blocks.checks", "blocks.cpu", "blocks.fileio")
+LEAVES = ("blocks.causes", "blocks.checks", "blocks.cpu", "blocks.errors", "blocks.fileio")
 
 
 def modules() -> dict:
