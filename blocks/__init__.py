@@ -8,9 +8,9 @@
     blocks.pick()                                     # which variant is fastest here?
 
 The package is in two layers, imports going one way: the model library (`archs`, `layers`,
-`registry`, `variants/`, `models`, `weights`, how to run a model: `executions`, `steps` and the
-serving `engines/`, and `checks`, `kernels`, `_compat`) and the measuring
-side (`blocks.measure`: workloads, devices, timing, statistics, workers, pick, cache, report),
+`registry`, `variants/`, `models`, `auto`, `weights`, how to run a model: `executions`, `steps`
+and the serving `engines/`, and `checks`, `kernels`, `_compat`) and the measuring side
+(`blocks.measure`: workloads, devices, timing, statistics, workers, pick, cache, report),
 which uses the library. This module names the public API and imports each piece on first use, so
 that `import blocks` (and `python -m blocks --help`) does not load TensorFlow.
 """
@@ -18,7 +18,6 @@ that `import blocks` (and `python -m blocks --help`) does not load TensorFlow.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 
 __version__ = "0.1.0"
 
@@ -63,8 +62,8 @@ _API = {
     "PickError": "blocks.measure.picker",
     "AutoVariantWarning": "blocks.measure.auto",
 }
-# The entry points also take variant="auto" (the measured winner): the library's builders
-# wrapped by the measuring side.
+# The entry points also take variant="auto" (the measured winner): the library's builders, with
+# the measuring side looking the winner up (imported only when "auto" is asked for).
 _ENTRY_POINTS = ("resnet18", "resnet34")
 
 __all__ = sorted([*_API, *_ENTRY_POINTS])
@@ -74,15 +73,17 @@ def __getattr__(name: str):
     if name in _API:
         value = getattr(importlib.import_module(_API[name]), name)
     elif name in _ENTRY_POINTS:
-        auto = importlib.import_module("blocks.measure.auto")
-        models = importlib.import_module("blocks.models")
-        value = auto.with_auto(getattr(models, name))
-    elif importlib.util.find_spec(f"blocks.{name}") is not None:  # a submodule, as before
-        value = importlib.import_module(f"blocks.{name}")
+        builder = getattr(importlib.import_module("blocks.models"), name)
+        value = importlib.import_module("blocks.auto").takes_auto(builder, _resolve_auto)
     else:
         raise AttributeError(f"module 'blocks' has no attribute {name!r}")
     globals()[name] = value  # later look-ups skip this function
     return value
+
+
+def _resolve_auto(**request):
+    """The configuration variant="auto" builds: the measuring side's pick cache."""
+    return importlib.import_module("blocks.measure.auto").resolve_auto(**request)
 
 
 def __dir__():

@@ -88,105 +88,9 @@ def cmd_report(args) -> int:
     return 0
 
 
-class Progress:
-    """A one-line progress bar on stderr (plain lines when stderr is not a terminal)."""
-
-    def __init__(self, stream=sys.stderr, width=24):
-        self.stream, self.width, self.last = stream, width, None
-        self.tty = stream.isatty()
-
-    @staticmethod
-    def _clock(seconds):
-        return "--:--" if seconds is None else f"{int(seconds) // 60}:{int(seconds) % 60:02d}"
-
-    def __call__(self, fraction, message, elapsed, remaining):
-        filled = int(self.width * min(max(fraction, 0.0), 1.0))
-        bar = "#" * filled + "." * (self.width - filled)
-        line = f"[{bar}] {message}  {self._clock(elapsed)} elapsed, ~{self._clock(remaining)} left"
-        phase = message.split(" ")[0]
-        if self.tty:
-            self.stream.write("\r" + line[:110].ljust(110))
-            if fraction >= 1.0:
-                self.stream.write("\n")
-        elif phase != self.last or fraction >= 1.0:
-            self.stream.write(line + "\n")
-        self.last = phase
-        self.stream.flush()
-
-
-def _print_pick(result, verbose: bool) -> None:
-    w, m = result.workload, result.machine
-    size = w["image_size"]
-    when = result.measured_at + (f", {result.elapsed_s:.0f} s" if result.elapsed_s else "")
-    print(
-        f"{m.get('cpu', '?')} ({m.get('simd', '?')}), TF {m.get('tf', '?')}, Keras "
-        f"{m.get('keras', '?')}: ResNet18 {w['arch']} {size}x{size}, {w['mode']}, batch "
-        f"{w['batch_size']}, {w['dtype_policy']}  [{result.source}, {when}]"
-    )
-    for note in result.notes:
-        print(f"note: {note}")
-    load = result.machine_load
-    if result.busy:  # the label in the output, the one-line warning on stderr
-        print(f"BUSY MACHINE: {load.text()}; figures unreliable, not cached")
-        print(f"warning: {result.load.get('warning') or load.text()}", file=sys.stderr)
-    print(
-        f"{'rank':>4}  {'configuration':<34} {'img/s':>8}  {'IQR img/s':>15} "
-        f"{'speedup (95% CI)':>22} {'vs ref':>8} {'rounds':>6}"
-    )
-    rank = 0
-    for r in result.ranking:
-        if r.images_per_sec is None or r.status in ("could not run", "not measured"):
-            print(f"{'-':>4}  {r.label:<34} {r.status}:")
-            print(f"{'':>6}{r.reason or r.status}")
-            if verbose and r.detail:
-                # TensorFlow's whole text, its traceback's line structure kept.
-                for line in r.detail.strip().splitlines():
-                    print(f"{'':>6}{line}")
-            continue
-        rank += 1
-        iqr = f"{r.q1_images_per_sec:,.1f}-{r.q3_images_per_sec:,.1f}"
-        speed = r.speedup_text()
-        mark = {"winner": "*", "reference": "=", "screened out": "~", "disqualified": "!"}
-        flag = mark.get(r.status, " ")
-        ref = "-" if r.reference_images_per_sec is None else f"{r.reference_images_per_sec:,.1f}"
-        print(
-            f"{rank:>3}{flag}  {r.label:<34} {r.images_per_sec:>8,.1f}  {iqr:>15} "
-            f"{speed:>22} {ref:>8} {r.rounds:>6}"
-        )
-        if r.status in ("screened out", "disqualified") and (verbose or r.status != "screened out"):
-            print(f"{'':>6}{r.status}: {r.reason}")
-    print(
-        "speedup: over subclassed · graph · default, from paired rounds (Hodges-Lehmann, 95% "
-        "CI); vs ref: the reference's img/s in those same rounds; * winner, ~ screened out "
-        "(screening rounds, shared processes), ! disqualified"
-    )
-    if result.load:  # said once, measured or unknown; absent from results of older versions
-        print(f"machine: {load.text()}" + (" (BUSY: figures unreliable)" if result.busy else ""))
-    if result.winner is None:
-        print(f"no winner: {result.decision}")
-        return
-    print(f"winner: {result.winner_label} ({result.decision})")
-    if result.provisional:
-        print("provisional: too few rounds for the statistics; not cached (raise --budget-s)")
-    if result.verification:
-        v = result.verification
-        checks = "; ".join(
-            f"{k} {e:.2g} {'<=' if e <= t else '>'} {t:g}"
-            for k, (e, t) in v.get("checks", {}).items()
-        )
-        print(f"verified: {v['text']} ({checks})")
-    apply = result.apply
-    print("to use it:")
-    if apply.get("environment") or apply.get("unset"):
-        env = " ".join(apply.get("environment", [])) or ""
-        unset = " ".join(f"unset {k};" for k in apply.get("unset", []) if not env)
-        print(f"  {env or unset}  # in the shell, before Python starts (TensorFlow reads it once)")
-    for line in apply.get("python", []):
-        print(f"  {line}")
-    if apply.get("serve"):
-        print("and in the serving program (the engine alone, nothing of this project):")
-        for line in apply["serve"]:
-            print(f"  {line}")
+def _workload_fields(args) -> dict:
+    """The workload's options `_workload_arguments` added, as `Workload` names them."""
+    return {k: getattr(args, k) for k in ("batch_size", "dtype_policy", "arch", "image_size")}
 
 
 def _pick_options(args) -> tuple:
@@ -195,13 +99,7 @@ def _pick_options(args) -> tuple:
     def csv(value):
         return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
 
-    fields = dict(
-        mode=args.mode,
-        batch_size=args.batch_size,
-        dtype_policy=args.dtype_policy,
-        arch=args.arch,
-        image_size=args.image_size,
-    )
+    fields = dict(mode=args.mode, **_workload_fields(args))
     space = SearchSpace(
         csv(args.variants), csv(args.executions), csv(args.runtimes), args.strategy, args.replicas
     )
@@ -209,7 +107,7 @@ def _pick_options(args) -> tuple:
 
 
 def cmd_pick(args) -> int:
-    from blocks.measure import picker, saved, workers
+    from blocks.measure import picker, render, saved, workers
 
     fields, space = _pick_options(args)
     try:
@@ -223,7 +121,7 @@ def cmd_pick(args) -> int:
             workload = picker.workload_for(args.device, **fields)
             result = None if args.refresh else picker.cached(workload, space)
             if result is None:
-                progress = None if args.json else Progress()
+                progress = None if args.json else render.Progress()
                 result = picker.measure(workload, space, budget, progress)
     except picker.PickError as e:
         return _fail(str(e), 1)
@@ -238,45 +136,19 @@ def cmd_pick(args) -> int:
     if args.json:
         print(json.dumps(result.to_json(), indent=1))
     else:
-        _print_pick(result, args.verbose)
+        render.print_pick(result, args.verbose)
     return 0
 
 
 def cmd_cluster(args) -> int:
-    """One member of a multi-worker cluster (one per host, TF_CONFIG naming all of them): times
-    the distributed training step; the chief (task 0) prints the figures."""
-    import numpy as np
+    from blocks.measure import cluster
 
-    from blocks.measure import distributed, stats, steps, timing
-    from blocks.measure.workload import Config, Workload
-    from blocks.variants import get_variant
-
-    tf_config = os.environ.get("TF_CONFIG")
-    if not tf_config:
-        return _fail("cluster: TF_CONFIG is not set; every host needs the cluster and its index")
-    # Everything is checked before the strategy exists: TensorFlow's own refusals are tracebacks.
     try:
-        workers, index = distributed.read_tf_config(tf_config)
-        workload = Workload("train", args.batch_size, args.dtype_policy, args.arch, args.image_size)
-        config = Config(args.variant, args.execution, "default", "multiworker", len(workers))
-        get_variant(args.variant)
-    except ValueError as e:
+        line = cluster.run(args.variant, args.execution, args.steps, **_workload_fields(args))
+    except cluster.REFUSALS as e:
         return _fail(f"cluster: {e}")
-    os.environ[distributed.STRATEGY_VAR] = "multiworker"
-    distributed.configure_process()
-    try:
-        step = distributed.prepare(workload, config)
-    except (ValueError, steps.Unsupported) as e:
-        return _fail(f"cluster: {e}")
-    times = [timing.sample(step.run) for _ in range(args.steps)]
-    if index == 0:
-        t = stats.throughput(times, args.batch_size * len(workers))
-        print(
-            f"{config.label}: {t['images_per_sec']:,.1f} img/s "
-            f"(IQR {t['q1_images_per_sec']:,.1f}-{t['q3_images_per_sec']:,.1f}), global batch "
-            f"{args.batch_size * len(workers)}, {len(workers)} workers, median step "
-            f"{1000 * float(np.median(times)):.1f} ms over {args.steps} steps"
-        )
+    if line is not None:
+        print(line)
     return 0
 
 
@@ -312,6 +184,11 @@ def _csv_of(allowed):
     return parse
 
 
+def _option(p, flag: str, default, **kwargs) -> None:
+    """An option whose help is its default."""
+    p.add_argument(flag, default=default, help=f"default: {default}", **kwargs)
+
+
 def _workload_arguments(p) -> None:
     """The options every command that builds a workload takes (`blocks.measure.workload`)."""
     w = Workload
@@ -321,13 +198,8 @@ def _workload_arguments(p) -> None:
         default=w.batch_size,
         help=f"per replica (default: {w.batch_size})",
     )
-    p.add_argument(
-        "--dtype-policy",
-        default=w.dtype_policy,
-        choices=DTYPE_POLICIES,
-        help=f"default: {w.dtype_policy}",
-    )
-    p.add_argument("--arch", default=w.arch, choices=list(ARCHS), help=f"default: {w.arch}")
+    _option(p, "--dtype-policy", w.dtype_policy, choices=DTYPE_POLICIES)
+    _option(p, "--arch", w.arch, choices=list(ARCHS))
     p.add_argument("--image-size", type=_positive_int, help="square size (default: the arch's)")
 
 
@@ -336,22 +208,7 @@ def _prog() -> str:
     return "python -m blocks" if name in ("", "__main__.py", "-c") else name
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=_prog(),
-        description="Interchangeable ResNet BasicBlock implementations: which is fastest here?",
-    )
-    parser.add_argument(
-        "-v",
-        "--verbose",
-        action="store_true",
-        help="show TensorFlow's log lines and full error texts (also: RESNET_BLOCKS_VERBOSE=1)",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
-    p = sub.add_parser("list", help="list the registered block variants")
-    p.set_defaults(func=cmd_list)
-    p = sub.add_parser("info", help="FLOPs per image and parameters of each arch and depth")
-    p.set_defaults(func=cmd_info)
+def _add_pick(sub) -> None:
     p = sub.add_parser(
         "pick",
         help="find the fastest configuration here (variant x execution x runtime), cached",
@@ -363,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
         "simplest configuration.",
     )
     p.add_argument("--device", help="CPU:0, GPU:0, ... (default: the first GPU, else the CPU)")
-    p.add_argument("--mode", default=Workload.mode, choices=MODES, help=f"default: {Workload.mode}")
+    _option(p, "--mode", Workload.mode, choices=MODES)
     _workload_arguments(p)
     p.add_argument("--variants", help="comma-separated variants (default: all registered)")
     p.add_argument(
@@ -407,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="pick from a saved `pytest bench/` run instead of measuring",
     )
     p.set_defaults(func=cmd_pick)
+
+
+def _add_cluster(sub) -> None:
     p = sub.add_parser(
         "cluster",
         help="run on every host of a multi-worker cluster (TF_CONFIG): time the training step",
@@ -414,11 +274,31 @@ def build_parser() -> argparse.ArgumentParser:
         "on every host, each with TF_CONFIG naming the cluster and its own task index; the chief "
         "(index 0) prints images/s of the distributed training step.",
     )
-    p.add_argument("--variant", default="subclassed", help="default: subclassed")
-    p.add_argument("--execution", default="graph", choices=EXECUTIONS, help="default: graph")
+    _option(p, "--variant", "subclassed")
+    _option(p, "--execution", "graph", choices=EXECUTIONS)
     _workload_arguments(p)
     p.add_argument("--steps", type=_positive_int, default=20, help="timed steps (20)")
     p.set_defaults(func=cmd_cluster)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=_prog(),
+        description="Interchangeable ResNet BasicBlock implementations: which is fastest here?",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show TensorFlow's log lines and full error texts (also: RESNET_BLOCKS_VERBOSE=1)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+    p = sub.add_parser("list", help="list the registered block variants")
+    p.set_defaults(func=cmd_list)
+    p = sub.add_parser("info", help="FLOPs per image and parameters of each arch and depth")
+    p.set_defaults(func=cmd_info)
+    _add_pick(sub)
+    _add_cluster(sub)
     p = sub.add_parser(
         "report",
         help="tables (and with --png a chart) of benchmark runs (several: a column per TF version)",
@@ -438,27 +318,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _import_user_variants() -> None:
-    """Import the modules named in RESNET_BLOCKS_IMPORTS: they register variants of their own
-    (the measuring workers import them too)."""
-    import importlib
-
-    from blocks.measure.workers import IMPORTS_VAR
-
-    for module in filter(None, (m.strip() for m in os.environ.get(IMPORTS_VAR, "").split(","))):
-        if module.startswith("."):  # import_module's TypeError would be a traceback
-            raise ImportError(f"{module!r} is a relative module name; give its absolute name")
-        importlib.import_module(module)
-
-
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "tensorflow", True):
         from blocks import logs
 
         logs.quiet_tensorflow(args.verbose)
+        from blocks.registry import import_user_modules
+
         try:
-            _import_user_variants()
+            import_user_modules()
         except ImportError as e:
             return _fail(f"RESNET_BLOCKS_IMPORTS: {e}")
     return args.func(args)

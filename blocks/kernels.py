@@ -12,14 +12,11 @@ import functools
 import tensorflow as tf
 
 from blocks import _compat, cpu
+from blocks.errors import DetailedError
 
 
-class DeviceError(RuntimeError):
+class DeviceError(DetailedError):
     """The current device lacks a kernel a variant needs. `detail`: what TensorFlow said."""
-
-    def __init__(self, message: str, detail: str = ""):
-        super().__init__(message)
-        self.detail = detail
 
 
 def current_device() -> str:

@@ -21,8 +21,6 @@ from blocks.registry import Variant, get_variant
 from blocks.variants import VARIANTS
 from blocks.weights import import_weights, initial_weights
 
-DTYPE_POLICIES = checks.DTYPE_POLICIES
-
 
 def resolve_policy(dtype_policy: Optional[str]):
     """A Keras policy object for a name of DTYPE_POLICIES; None means Keras's global policy.

@@ -9,6 +9,8 @@ the property tests and the benchmarks for it.
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import os
 from collections.abc import Mapping
 from typing import Callable, Iterator, Optional
 
@@ -16,6 +18,10 @@ from blocks import checks
 from blocks._compat import keras
 
 MODEL_KINDS = ("functional", "subclassed")
+# Modules that register variants of their own, comma-separated: the command line and every
+# measuring worker import them (a variant registered in a user's module is unknown to a fresh
+# process until that module is imported there too).
+IMPORTS_VAR = "RESNET_BLOCKS_IMPORTS"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,3 +150,11 @@ def get_variant(variant) -> Variant:
     if isinstance(variant, Variant):
         return variant
     return VARIANTS[variant]
+
+
+def import_user_modules() -> None:
+    """Import the modules named in IMPORTS_VAR, which register their variants as they load."""
+    for module in filter(None, (m.strip() for m in os.environ.get(IMPORTS_VAR, "").split(","))):
+        if module.startswith("."):  # import_module's TypeError would be a traceback
+            raise ImportError(f"{module!r} is a relative module name; give its absolute name")
+        importlib.import_module(module)

@@ -173,3 +173,24 @@ def test_float_dtypes_are_accepted(variant):
     for dtype in (tf.float16, tf.bfloat16, tf.float64):
         y = model(tf.zeros((1, *SHAPE), dtype), training=False)
         assert y.shape == (1, 10) and y.dtype == tf.float32
+
+
+def test_the_errors_that_keep_tensorflows_words_are_one_kind():
+    """Each is caught apart by its callers, or all as one; each keeps its one line and `detail`."""
+    from blocks import causes
+    from blocks.errors import DetailedError
+    from blocks.measure import lab, steps, workers
+
+    for kind in (
+        blocks.DeviceError,
+        blocks.EngineError,
+        steps.Unsupported,
+        workers.RequestFailed,
+        lab.Unrunnable,
+    ):
+        e = kind("one line", "all TensorFlow said")
+        assert isinstance(e, DetailedError) and isinstance(e, RuntimeError), kind
+        assert (str(e), e.detail) == ("one line", "all TensorFlow said"), kind
+        assert kind("one line").detail == "", kind
+    long = "x" * 1000
+    assert str(steps.Unsupported(long)) == causes.shorten(long, steps.Unsupported.LIMIT) != long

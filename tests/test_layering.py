@@ -16,9 +16,9 @@ PACKAGE = os.path.join(ROOT, "blocks")
 
 # The package's layers, lowest first. A module may import modules of its own layer or below.
 LIBRARY, MEASURE, TOP = 0, 1, 2
-# Leaves: the argument checks and the host's description import nothing from the package, nor
+# Leaves: the argument checks, the error base and the host's description import nothing from the package, nor
 # TensorFlow (the command line checks its arguments before TensorFlow loads).
-LEAVES = ("blocks.causes", "blocks.checks", "blocks.cpu", "blocks.fileio")
+LEAVES = ("blocks.causes", "blocks.checks", "blocks.cpu", "blocks.errors", "blocks.fileio")
 
 
 def modules() -> dict:
@@ -143,3 +143,16 @@ def test_importing_the_package_does_not_load_tensorflow(code):
     probe = f"{code}; import sys; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr
+
+
+@pytest.mark.parametrize("plant", ["", "import blocks.measure.auto; "])
+def test_the_library_builds_a_model_without_the_measuring_side(plant):
+    """`blocks.resnet18` with a variant named loads nothing of blocks.measure ("auto" would)."""
+    probe = (
+        f'import sys, blocks; {plant}blocks.resnet18("subclassed"); '
+        'print(sorted(m for m in sys.modules if m.startswith("blocks.measure")))'
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    loaded = out.stdout.strip().splitlines()[-1]
+    assert (loaded == "[]") == (not plant), loaded

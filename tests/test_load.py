@@ -16,8 +16,7 @@ import time
 
 import pytest
 
-from blocks import cli
-from blocks.measure import cache, compiling, final, load, picker, race, stats
+from blocks.measure import cache, compiling, final, load, picker, race, render, stats
 from blocks.measure.load import Load, Sampler
 from blocks.measure.result import PickResult
 from blocks.measure.workload import REFERENCE
@@ -220,7 +219,7 @@ def test_a_pick_on_a_busy_machine_warns_labels_and_is_not_cached(stub_pick, caps
     assert result.load["warning"].startswith("busy machine: others used")
     assert cached() is None, "a pick on a busy machine was cached"
     assert PickResult.from_json(json.loads(json.dumps(result.to_json()))).busy
-    cli._print_pick(result, verbose=False)
+    render.print_pick(result, verbose=False)
     out, err = capsys.readouterr()
     assert "BUSY MACHINE: others used" in out and "figures unreliable" in out
     assert err.count("\n") == 1 and err.startswith("warning: busy machine: others used")
@@ -247,7 +246,7 @@ def test_a_quiet_pick_is_cached_and_every_speedup_sits_beside_its_own_reference(
     assert screened and all(r.reference_images_per_sec == pytest.approx(100) for r in screened)
     for r in result.ranking:
         assert r.images_per_sec / r.reference_images_per_sec == pytest.approx(r.speedup, rel=0.01)
-    cli._print_pick(result, verbose=False)
+    render.print_pick(result, verbose=False)
     out = capsys.readouterr().out
     assert "BUSY" not in out and "machine: others used" in out
     line = next(ln for ln in out.splitlines() if screened[0].label in ln)
@@ -280,7 +279,7 @@ def test_reports_and_a_pick_from_saved_benchmarks_carry_the_load(tmp_path, capsy
     result = saved.pick_from_benchmarks(path)
     assert result.busy and result.load["warning"].startswith("busy machine")
     assert result.ranking[0].reference_images_per_sec == 114.5
-    cli._print_pick(result, verbose=False)
+    render.print_pick(result, verbose=False)
     out, err = capsys.readouterr()
     assert "BUSY MACHINE" in out and err.startswith("warning: busy machine")
 

@@ -33,16 +33,13 @@ import tensorflow as tf
 
 from blocks import _compat, checks, cpu
 from blocks.causes import cause
+from blocks.errors import DetailedError
 from blocks.executions import ENGINES, EXPORT_FORMATS, Engine
 
 
-class EngineError(RuntimeError):
+class EngineError(DetailedError):
     """An engine cannot run this model here (not installed, a converter or compiler failed, an
     output off): a one-line message; `detail` keeps what the engine said."""
-
-    def __init__(self, message: str, detail: str = ""):
-        super().__init__(message)
-        self.detail = detail
 
 
 @dataclasses.dataclass

@@ -13,6 +13,7 @@ import dataclasses
 import math
 from typing import Optional
 
+from blocks.errors import DetailedError
 from blocks.measure import race, stats, workers
 from blocks.measure.load import Load
 from blocks.measure.workload import REFERENCE, Config, Workload
@@ -22,12 +23,8 @@ from blocks.measure.workload import REFERENCE, Config, Workload
 MIN_SAMPLE_S = 0.25
 
 
-class Unrunnable(RuntimeError):
+class Unrunnable(DetailedError):
     """The configuration cannot run here: one line, and TensorFlow's words in `detail`."""
-
-    def __init__(self, message: str, detail: str = ""):
-        super().__init__(message)
-        self.detail = detail
 
 
 @dataclasses.dataclass

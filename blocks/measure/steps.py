@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from blocks import _compat, causes, engines
 from blocks.archs import ARCHS
+from blocks.errors import DetailedError
 from blocks.executions import is_engine
 from blocks.kernels import DeviceError
 from blocks.measure import audit, devices
@@ -25,7 +26,7 @@ from blocks.steps import compiled_step
 from blocks.variants import get_variant
 
 
-class Unsupported(RuntimeError):
+class Unsupported(DetailedError):
     """This device, TF version, runtime or memory cannot run the configuration. The message is one
     line ending in the cause (see `blocks.causes`), shortened in the middle only past LIMIT
     characters; `detail` keeps all TensorFlow said."""
@@ -33,8 +34,7 @@ class Unsupported(RuntimeError):
     LIMIT = 300
 
     def __init__(self, message: str, detail: str = ""):
-        super().__init__(causes.shorten(message, self.LIMIT))
-        self.detail = detail
+        super().__init__(causes.shorten(message, self.LIMIT), detail)
 
 
 @dataclasses.dataclass

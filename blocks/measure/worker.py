@@ -18,7 +18,6 @@ parent.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import sys
@@ -26,10 +25,6 @@ import threading
 import time
 import traceback
 
-# Modules a worker imports after TensorFlow, comma-separated: those that register the variants it
-# must build beyond the built-in ones (a variant registered in a user's module is unknown to a
-# fresh process until that module is imported there too).
-IMPORTS_VAR = "RESNET_BLOCKS_IMPORTS"
 # The PID of the process that started the worker, which the worker must not outlive.
 PARENT_VAR = "RESNET_BLOCKS_WORKER_PARENT"
 
@@ -76,9 +71,9 @@ def main() -> int:
 
     distributed.configure_process()  # before anything initialises TensorFlow's devices
     from blocks.measure.server import Server
+    from blocks.registry import import_user_modules
 
-    for module in filter(None, os.environ.get(IMPORTS_VAR, "").split(",")):
-        importlib.import_module(module)  # registers the variants it defines
+    import_user_modules()  # after TensorFlow: the variants of the user's modules
 
     server = Server()
     for line in sys.stdin:

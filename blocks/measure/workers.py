@@ -22,8 +22,10 @@ import tempfile
 import time
 from typing import Optional
 
+from blocks.errors import DetailedError
 from blocks.measure import distributed, runtimes
-from blocks.measure.worker import IMPORTS_VAR, PARENT_VAR
+from blocks.measure.worker import PARENT_VAR
+from blocks.registry import IMPORTS_VAR
 from blocks.variants import VARIANTS
 
 # Every worker is started from this one thread, which lives as long as the process: a worker asks
@@ -51,12 +53,8 @@ class WorkerError(RuntimeError):
     """A worker died or did not answer in time. The message is one line."""
 
 
-class RequestFailed(RuntimeError):
-    """A worker answered that a request failed (`error`: one line; `detail`: all of it)."""
-
-    def __init__(self, error: str, detail: str = ""):
-        super().__init__(error)
-        self.detail = detail
+class RequestFailed(DetailedError):
+    """A worker answered that a request failed (the error in one line; `detail`: all of it)."""
 
 
 def _signal_name(code: int) -> str:
