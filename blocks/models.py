@@ -123,7 +123,7 @@ class ResNet(_ChecksImages, keras.Model):
         self.input_format = checks.data_format(input_format, "input_format")
         self.expected_input_shape = tuple(input_shape)
         self.num_classes = num_classes
-        self.dtype_policy_name = _compat.policy_name(policy)
+        self.dtype_policy_name = policy.name
         self.entry = Entry(
             self.input_format, spec.data_format, variant=spec.name, dtype=policy, name="entry"
         )
@@ -250,7 +250,7 @@ def build_resnet(
             input_shape=shape,
             num_classes=num_classes,
             input_format=input_format,
-            dtype_policy=_compat.policy_name(policy),
+            dtype_policy=policy.name,
         )
         model.build((None, *shape))
     else:
