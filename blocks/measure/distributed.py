@@ -237,8 +237,7 @@ def check(workload: Workload, config: Config, seed: int = 101) -> dict:
     results, failures = {}, []
     # Each key against max(its norm, a tenth of the largest): the gradient of a BN scale,
     # sum(dy * x_hat), cancels (x_hat sums to 0 over the batch), so its roundoff is set by the
-    # terms, not the tiny sum; measured 2e-4 of its own norm between the strategy and the same
-    # graph on one device (a seed ResNet18, 32x32, batch 2x4).
+    # terms, not the tiny sum (what it measured: docs/distributed.md).
     err, tol, what = compare_update(moved, expected, policy, floor_factor=10)
     results["update after one step"] = [err, tol]
     if err > tol:
