@@ -36,8 +36,8 @@ IS_KERAS3: bool = hasattr(keras, "ops")
 
 # A step inside one tf.function(jit_compile=True) run by strategy.run: TF 2.14 and later refuse
 # it at once ("Trying to access resource ... located in device ... from device ..."); TF 2.13
-# waits forever in the first call (measured: a MirroredStrategy over 2 logical CPUs, the process
-# idle from then on). So it is refused before it starts where it would hang.
+# waits forever in the first call (what was seen: docs/known-issues.md). So it is refused before
+# it starts where it would hang.
 XLA_STEP_UNDER_STRATEGY_DEADLOCKS: bool = TF_VERSION_TUPLE < (2, 14)
 KERAS_VERSION: str = keras.__version__
 
@@ -47,10 +47,6 @@ register_serializable = keras.saving.register_keras_serializable
 def policy(name: str):
     """A Keras dtype policy object for `name`, valid as a layer's `dtype=` on Keras 2 and 3."""
     return keras.mixed_precision.Policy(name)
-
-
-def policy_name(p) -> str:
-    return p.name
 
 
 def global_policy_name() -> str:
@@ -64,32 +60,13 @@ def batch_norm(*, axis: int, momentum: float, epsilon: float, dtype, name: str):
     with the unbiased batch variance (times n/(n-1)), while Keras 2's unfused path, Keras 3 and
     every float64 BN use the biased one. Unfused on Keras 2 makes every variant, layout, dtype and
     Keras version agree. It also keeps NCHW out of a trap: Grappler's remapper fuses Conv2D +
-    FusedBatchNormV3 + ReLU in NCHW into a CPU kernel about 12x slower than NHWC. Measured on
-    TF 2.15, 2-core AMD EPYC, seed ResNet18 batch 64: unfused costs ~5% in inference, nothing in
-    a training step.
+    FusedBatchNormV3 + ReLU in NCHW into a CPU kernel far slower than NHWC. What unfused costs,
+    and that kernel's slowdown, as measured: docs/known-issues.md.
     """
     kwargs = dict(axis=axis, momentum=momentum, epsilon=epsilon, dtype=dtype, name=name)
     if not IS_KERAS3:
         kwargs["fused"] = False
     return keras.layers.BatchNormalization(**kwargs)
-
-
-def child_layers(layer) -> list:
-    """The layers directly held by `layer` (in a model: its layers; in a block: its sublayers)."""
-    return list(layer._flatten_layers(include_self=False, recursive=False))
-
-
-def per_instance_function(fn, **tf_function_kwargs):
-    """`tf.function(fn)` meant to be created once per layer instance.
-
-    TF counts retraces by the Python code object, so N instances of one layer, each tracing once,
-    look like one function retracing N times and trigger a misleading warning; the flag that
-    TF's own SavedModel loader sets for the same situation silences it.
-    """
-    compiled = tf.function(fn, **tf_function_kwargs)
-    if hasattr(compiled, "_omit_frequent_tracing_warning"):
-        compiled._omit_frequent_tracing_warning = True
-    return compiled
 
 
 if IS_KERAS3:

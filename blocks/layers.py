@@ -149,6 +149,11 @@ def build_chain(layers, input_shape) -> tuple:
     return shape
 
 
+def child_layers(layer) -> list:
+    """The layers directly held by `layer` (in a model: its layers; in a block: its sublayers)."""
+    return list(layer._flatten_layers(include_self=False, recursive=False))
+
+
 def block_output_shape(args: BlockArgs, input_shape) -> tuple:
     shape = list(input_shape)
     if args.data_format == "channels_last":

@@ -121,7 +121,7 @@ class ResNet(_ChecksImages, keras.Model):
         self.input_format = checks.data_format(input_format, "input_format")
         self.expected_input_shape = tuple(input_shape)
         self.num_classes = num_classes
-        self.dtype_policy_name = _compat.policy_name(policy)
+        self.dtype_policy_name = policy.name
         self.entry = Entry(
             self.input_format, spec.data_format, variant=spec.name, dtype=policy, name="entry"
         )
@@ -193,6 +193,30 @@ class FunctionalResNet(_ChecksImages, keras.Model):
         return tuple(self.inputs[0].shape[1:])
 
 
+def _assemble(spec, depth, arch_spec, shape, num_classes, input_format, policy) -> keras.Model:
+    """The built model of checked arguments: a `ResNet` for a subclassed variant, else a
+    functional graph of the same layers."""
+    if spec.model == "subclassed":
+        model = ResNet(
+            variant=spec.name,
+            depth=depth,
+            arch=arch_spec,
+            input_shape=shape,
+            num_classes=num_classes,
+            input_format=input_format,
+            dtype_policy=policy.name,
+        )
+        model.build((None, *shape))
+        return model
+    inputs = keras.Input(shape=shape, dtype=outer_dtype(policy), name="images")
+    x = Entry(input_format, spec.data_format, variant=spec.name, dtype=policy, name="entry")(inputs)
+    for layer in _stem_and_blocks(spec, arch_spec, depth, policy):
+        x = layer(x)
+    for layer in head_layers(num_classes, data_format=spec.data_format, dtype=policy):
+        x = layer(x)
+    return FunctionalResNet(inputs=inputs, outputs=x, name=f"resnet{depth}")
+
+
 def build_resnet(
     variant: Union[str, Variant] = "subclassed",
     depth: int = 18,
@@ -239,28 +263,7 @@ def build_resnet(
     policy = resolve_policy(dtype_policy)
     if spec.check_device is not None:
         spec.check_device(policy.compute_dtype)
-
-    if spec.model == "subclassed":
-        model = ResNet(
-            variant=spec.name,
-            depth=depth,
-            arch=arch_spec,
-            input_shape=shape,
-            num_classes=num_classes,
-            input_format=input_format,
-            dtype_policy=_compat.policy_name(policy),
-        )
-        model.build((None, *shape))
-    else:
-        inputs = keras.Input(shape=shape, dtype=outer_dtype(policy), name="images")
-        x = Entry(input_format, spec.data_format, variant=spec.name, dtype=policy, name="entry")(
-            inputs
-        )
-        for layer in _stem_and_blocks(spec, arch_spec, depth, policy):
-            x = layer(x)
-        for layer in head_layers(num_classes, data_format=spec.data_format, dtype=policy):
-            x = layer(x)
-        model = FunctionalResNet(inputs=inputs, outputs=x, name=f"resnet{depth}")
+    model = _assemble(spec, depth, arch_spec, shape, num_classes, input_format, policy)
     if seed is not None:
         import_weights(model, initial_weights(model, seed))
     return model

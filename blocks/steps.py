@@ -110,14 +110,25 @@ def compiled_step(
         _refuse_inference_only(model)
         return DistributedStep(model, strategy, execution, dtype_policy)
     if is_engine(execution):
-        if mode != "inference":
-            raise ValueError(
-                f"Invalid mode for execution {execution!r}. A serving engine runs inference "
-                f"only; Expected mode='inference'; Received: mode={mode!r}"
-            )
-        from blocks import engines
+        return _engine_step(model, mode, execution, threads)
+    return _tensorflow_step(model, mode, execution, dtype_policy)
 
-        return engines.EngineStep(model, execution, threads=threads)
+
+def _engine_step(model, mode: str, execution: str, threads: Optional[int]):
+    """`compiled_step` by a serving engine: inference only."""
+    if mode != "inference":
+        raise ValueError(
+            f"Invalid mode for execution {execution!r}. A serving engine runs inference "
+            f"only; Expected mode='inference'; Received: mode={mode!r}"
+        )
+    from blocks import engines
+
+    return engines.EngineStep(model, execution, threads=threads)
+
+
+def _tensorflow_step(model, mode: str, execution: str, dtype_policy: Optional[str]):
+    """`compiled_step` run by TensorFlow: in `tf.function` ("graph"), one XLA computation
+    ("xla") or eagerly."""
     if mode == "train":
         _refuse_inference_only(model)
         fn = train_step(model, dtype_policy)

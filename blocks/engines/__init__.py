@@ -35,6 +35,7 @@ from blocks import _compat, checks, cpu
 from blocks.causes import cause
 from blocks.errors import DetailedError
 from blocks.executions import ENGINES, EXPORT_FORMATS, Engine
+from blocks.layers import child_layers
 
 
 class EngineError(DetailedError):
@@ -91,7 +92,7 @@ def compute_policy(model) -> str:
         dtype = getattr(layer, "compute_dtype", "float32")
         if dtype not in ("float32", None):
             return getattr(model, "dtype_policy_name", None) or f"compute dtype {dtype}"
-        stack.extend(_compat.child_layers(layer))
+        stack.extend(child_layers(layer))
     return "float32"
 
 

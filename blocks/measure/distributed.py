@@ -232,6 +232,31 @@ def check(workload: Workload, config: Config, seed: int = 101) -> dict:
     Returns what `verify.check` does.
     """
     policy = workload.dtype_policy
+    weights, moved, local, n = _distributed_step(workload, config, seed)
+    expected, stats = _by_hand(workload, config, weights, n, seed)
+    results, failures = {}, []
+    # Each key against max(its norm, a tenth of the largest): the gradient of a BN scale,
+    # sum(dy * x_hat), cancels (x_hat sums to 0 over the batch), so its roundoff is set by the
+    # terms, not the tiny sum (what it measured: docs/distributed.md).
+    err, tol, what = compare_update(moved, expected, policy, floor_factor=10)
+    results["update after one step"] = [err, tol]
+    if err > tol:
+        failures.append(f"{what} off by {err:.3g} (> {tol:g})")
+    ids = _replica_ids()
+    worst_stat = 0.0
+    for k, components in local.items():
+        for component, r in zip(components, ids):
+            worst_stat = max(worst_stat, rel_err(component, stats[r][k]))
+    stat_tol = TOLERANCE[policy] * 10
+    results["BN moving statistics, per replica"] = [worst_stat, stat_tol]
+    if worst_stat > stat_tol:
+        failures.append(f"BN moving statistics off by {worst_stat:.3g} (> {stat_tol:g})")
+    return verdict(results, failures, "the same step as computed by hand on one device")
+
+
+def _distributed_step(workload: Workload, config: Config, seed: int) -> tuple:
+    """One step under the strategy from random weights: (the weights, how far each trainable
+    weight moved, each replica's BN moving statistics, the number of replicas)."""
     model, run_step, n = build(workload, config, seed)
     weights = random_weights(
         {k: v.shape for k, v in export_weights(model).items()}, np.random.default_rng(seed)
@@ -252,7 +277,12 @@ def check(workload: Workload, config: Config, seed: int = 101) -> dict:
         for k, v in variables.items()
         if "moving_" in k
     }
+    return weights, moved, local, n
 
+
+def _by_hand(workload: Workload, config: Config, weights: dict, n: int, seed: int) -> tuple:
+    """The same step on one device, replica by replica: (the expected move of each trainable
+    weight, each replica's BN moving statistics)."""
     x, y = global_inputs(workload, n, seed)  # the batch `build` gave the distributed step
     per = workload.batch_size
     with tf.device("/CPU:0"):
@@ -260,7 +290,7 @@ def check(workload: Workload, config: Config, seed: int = 101) -> dict:
             config.variant,
             arch=workload.arch,
             input_shape=workload.input_shape,
-            dtype_policy=policy,
+            dtype_policy=workload.dtype_policy,
         )
     ref_vars = canonical_variables(ref)
     trainable = [k for k in ref_vars if "moving_" not in k]
@@ -287,23 +317,4 @@ def check(workload: Workload, config: Config, seed: int = 101) -> dict:
         stats.append(
             {k: np.asarray(v.numpy(), np.float64) for k, v in ref_vars.items() if "moving_" in k}
         )
-    expected = {k: -LEARNING_RATE * total[k] for k in trainable}
-    results, failures = {}, []
-    # Each key against max(its norm, a tenth of the largest): the gradient of a BN scale,
-    # sum(dy * x_hat), cancels (x_hat sums to 0 over the batch), so its roundoff is set by the
-    # terms, not the tiny sum; measured 2e-4 of its own norm between the strategy and the same
-    # graph on one device (a seed ResNet18, 32x32, batch 2x4).
-    err, tol, what = compare_update(moved, expected, policy, floor_factor=10)
-    results["update after one step"] = [err, tol]
-    if err > tol:
-        failures.append(f"{what} off by {err:.3g} (> {tol:g})")
-    ids = _replica_ids()
-    worst_stat = 0.0
-    for k, components in local.items():
-        for component, r in zip(components, ids):
-            worst_stat = max(worst_stat, rel_err(component, stats[r][k]))
-    stat_tol = TOLERANCE[policy] * 10
-    results["BN moving statistics, per replica"] = [worst_stat, stat_tol]
-    if worst_stat > stat_tol:
-        failures.append(f"BN moving statistics off by {worst_stat:.3g} (> {stat_tol:g})")
-    return verdict(results, failures, "the same step as computed by hand on one device")
+    return {k: -LEARNING_RATE * total[k] for k in trainable}, stats

@@ -18,8 +18,8 @@ from blocks.measure import race, stats, workers
 from blocks.measure.load import Load
 from blocks.measure.workload import REFERENCE, Config, Workload
 
-# Each sample runs enough calls to last this long: the per-round ratio of two samples of 0.05 s
-# (batch 1) scattered with a standard deviation of 18% in log terms here, of 0.25 s 8%, of 1 s 5%.
+# Each sample runs enough calls to last this long: shorter samples scatter more, longer ones buy
+# fewer rounds (the spread measured per length: docs/measuring.md, "Sample length").
 MIN_SAMPLE_S = 0.25
 
 

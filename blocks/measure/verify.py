@@ -23,20 +23,16 @@ from blocks.models import resnet18
 from blocks.steps import compiled_step, train_step
 from blocks.weights import export_weights, import_weights
 
-# Largest relative error ||a - b|| / max(||b||, floor) against float64, per dtype policy:
-# float32: outputs measure ~1e-7-1e-6; gradients of blocks and of whole networks ~1e-5 (1.1e-5:
-#   nchw, imagenet arch, oneDNN on an AMX Xeon, TF 2.21) and, the whole training step compiled by
-#   XLA, up to 5.3e-5 (per key: layer4.1.bn2.gamma, xla variant, seed arch), hence
-#   GRADIENT_FACTOR. A wrong gradient path measures 1e-2 and more.
-# mixed_bfloat16: 8 significant bits (eps 2**-8); a few eps accumulate (measured <= 1.2e-2).
-# mixed_float16: 11 bits; measured <= 1.4e-3.
+# Largest relative error ||a - b|| / max(||b||, floor) against float64, per dtype policy: above
+# the roundoff each precision accumulates (float32 gradients more than outputs, hence
+# GRADIENT_FACTOR; half precision by its significant bits), below what a wrong path gives. The
+# errors measured against each: docs/measuring.md, "Verification tolerances".
 TOLERANCE = {"float32": 1e-5, "mixed_bfloat16": 3e-2, "mixed_float16": 3e-3}
 GRADIENT_FACTOR = {"float32": 10.0, "mixed_bfloat16": 1.0, "mixed_float16": 1.0}
 # Mixed-precision gradients (and updates), as one vector: half-precision activations normalised by
 # a training-mode BN turn rounding into gradient noise wherever a channel's mean dwarfs its spread.
-# Measured on 60 random blocks (BN over >= 18 values, TF 2.21): bfloat16 median 0.6%, 90th
-# percentile 11%, worst 17% (hypothesis found 26%); float16 median 0.06%, worst 3.4%. These
-# bounds catch a wrong or missing gradient path, not a precision difference.
+# These bounds catch a wrong or missing gradient path, not a precision difference (the spread
+# measured on random blocks: docs/measuring.md, "Verification tolerances").
 MIXED_GRADIENT_TOLERANCE = {"mixed_bfloat16": 0.4, "mixed_float16": 0.1}
 # Per-key comparisons are floored at FAMILY_FLOOR x the largest norm of the family: roundoff in a
 # quantity that cancels to ~0 in exact arithmetic is set by the magnitudes that cancel.

@@ -14,6 +14,19 @@ from blocks.registry import Variant, register
 from blocks.variants.subclassed import BasicBlock
 
 
+def per_instance_function(fn, **tf_function_kwargs):
+    """`tf.function(fn)` meant to be created once per layer instance.
+
+    TF counts retraces by the Python code object, so N instances of one layer, each tracing once,
+    look like one function retracing N times and trigger a misleading warning; the flag that
+    TF's own SavedModel loader sets for the same situation silences it.
+    """
+    compiled = tf.function(fn, **tf_function_kwargs)
+    if hasattr(compiled, "_omit_frequent_tracing_warning"):
+        compiled._omit_frequent_tracing_warning = True
+    return compiled
+
+
 @_compat.register_serializable(package="blocks")
 class XLABasicBlock(BasicBlock):
     """`BasicBlock` whose forward pass (and its gradient) runs as one XLA cluster."""
@@ -27,7 +40,7 @@ class XLABasicBlock(BasicBlock):
         # One compiled function per block (each block its own XLA cluster, traced once per
         # `training` value), kept out of Keras attribute tracking and serialization.
         # autograph off: the body has no tensor-dependent Python control flow to convert.
-        compiled = _compat.per_instance_function(forward, jit_compile=True, autograph=False)
+        compiled = per_instance_function(forward, jit_compile=True, autograph=False)
         object.__setattr__(self, "_compiled_call", compiled)
 
     def call(self, inputs, training=None):

@@ -13,7 +13,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from blocks._compat import child_layers, keras
+from blocks._compat import keras
+from blocks.layers import child_layers
 
 # Keras attribute of each parameter, by leaf layer type; the canonical suffix is the attribute name.
 _LEAF_PARAMS = (
