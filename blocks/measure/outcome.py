@@ -1,5 +1,5 @@
-"""A pick's result: a row per candidate, fastest first, the decision and the verified winner,
-how to apply it, and the machine it was measured on."""
+"""The pick's last step: a finished run turned into its `PickResult` (see `result`): a row per
+candidate, fastest first, the decision and the verified winner, and the machine it ran on."""
 
 from __future__ import annotations
 
