@@ -41,16 +41,21 @@ def folded_conv(x, conv_layer, bn_layer):
     return tf.nn.bias_add(y, tf.cast(bias, compute), data_format=fmt)
 
 
+def _entry(inputs, training, pad, conv_layer, bn_layer):
+    """The start of a block and of the stem: refuse training, pad, then relu of the folded conv."""
+    if training:
+        refuse_training("folded", _WHY)
+    x = inputs if pad is None else pad(inputs)
+    return tf.nn.relu(folded_conv(x, conv_layer, bn_layer))
+
+
 @_compat.register_serializable(package="blocks")
 class FoldedBasicBlock(BasicBlock):
     """`BasicBlock` whose inference folds each BN into its conv; refuses training=True."""
 
     def call(self, inputs, training=None):
-        if training:
-            refuse_training("folded", _WHY)
         leaves = self.leaves
-        x = inputs if leaves.pad1 is None else leaves.pad1(inputs)
-        x = tf.nn.relu(folded_conv(x, leaves.conv1, leaves.bn1))
+        x = _entry(inputs, training, leaves.pad1, leaves.conv1, leaves.bn1)
         x = folded_conv(x, leaves.conv2, leaves.bn2)
         shortcut = inputs
         if leaves.downsample_conv is not None:
@@ -91,11 +96,8 @@ class FoldedStem(keras.layers.Layer):
         return shape
 
     def call(self, inputs, training=None):
-        if training:
-            refuse_training("folded", _WHY)
         stem = self.leaves
-        x = inputs if stem.pad is None else stem.pad(inputs)
-        x = tf.nn.relu(folded_conv(x, stem.conv, stem.bn))
+        x = _entry(inputs, training, stem.pad, stem.conv, stem.bn)
         x = x if stem.pool_pad is None else stem.pool_pad(x)
         return stem.pool(x)
 
