@@ -266,7 +266,12 @@ def test_the_least_budget_bounds_a_pick_of_many_candidates_by_the_wall_clock():
     assert wall <= budget + 3.0, f"a pick of budget {budget} s took {wall:.1f} s"
     if result is None:
         return
-    assert result.provisional
+    if not result.provisional:
+        # A fast CPU can reach the rounds a decision needs even in the least budget, or leave one
+        # finalist after screening; a decision that is not provisional rests on one of the two.
+        winner = next(r for r in result.ranking if r.status == "winner")
+        only = result.decision.startswith("the only candidate")
+        assert only or winner.rounds >= stats.MIN_ROUNDS, (result.decision, winner)
     if result.winner is None:  # honest about what the budget did not reach
         assert "the budget ran out" in result.decision
     else:
