@@ -26,6 +26,7 @@ PURPOSES = {
     "versions": ("Across TensorFlow versions", "tf-versions.md"),
     "engines": ("Serving engines", "serving.md"),
     "strategies": ("Distribution strategies", "distributed.md"),
+    "precision": ("Precision (dtype policies)", "measuring.md#precision"),
 }
 INTRO = f"""# Results: the committed benchmark runs
 
