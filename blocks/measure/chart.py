@@ -158,12 +158,7 @@ def _cell(ax, i: int, j: int, c: dict) -> None:
 
 
 def _bar_text(row: record.Row) -> str:
-    speed = f"{row.speedup_vs_reference:.2f}x"
-    if row.speedup_ci:
-        speed += f" ({row.speedup_ci[0]:.2f}-{row.speedup_ci[1]:.2f})"
-    else:
-        speed += " provisional"
-    text = f" {speed} · {row.throughput()[0]:,.1f} img/s"
+    text = f" {row.speedup_text()} · {row.throughput()[0]:,.1f} img/s"
     if row.scaling_efficiency is not None:
         text += f" · scaling {row.scaling_efficiency:.2f}"
     return text

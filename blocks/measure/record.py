@@ -114,6 +114,14 @@ class Row:
         """(median, q1, q3) in images/s: pytest-benchmark's time quartiles as throughput."""
         return stats.quartile_throughput(self.images, self.q1, self.median, self.q3)
 
+    def speedup_text(self) -> str:
+        """The paired speedup with its 95% interval, or labelled provisional with its rounds."""
+        text = f"{self.speedup_vs_reference:.2f}x"
+        if self.speedup_ci:
+            return text + f" ({self.speedup_ci[0]:.2f}-{self.speedup_ci[1]:.2f})"
+        n = self.rounds  # each round paired with the reference's
+        return text + f" provisional ({n} round{'s' if n != 1 else ''})"
+
 
 _BENCHMARK = {"group", "name", "median", "q1", "q3", "rounds"}
 

@@ -8,19 +8,13 @@ import json
 import os
 from collections import OrderedDict
 
-from blocks.fileio import atomic_write, check_replaceable
+from blocks.fileio import atomic_write, check_replaceable, json_with_keys
 from blocks.measure import record
 
 RUN_EXPECTED = "a benchmark run of resnet-blocks (JSON with a 'resnet_blocks' header)"
 
 
-def _is_run(path: str) -> bool:
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, UnicodeDecodeError, ValueError):
-        return False
-    return isinstance(data, dict) and isinstance(data.get("resnet_blocks"), dict)
+_is_run = json_with_keys("resnet_blocks")
 
 
 def check_run_path(path) -> None:

@@ -15,13 +15,7 @@ def _speedup(row: record.Row) -> str:
     img/s in those same rounds (the reference's own row may come from other rounds)."""
     if row.speedup_vs_reference is None:
         return "-"
-    text = f"{row.speedup_vs_reference:.2f}x"
-    ci = row.speedup_ci
-    if ci:
-        text += f" ({ci[0]:.2f}-{ci[1]:.2f})"
-    else:
-        n = row.rounds  # each round paired with the reference's
-        text += f" provisional ({n} round{'s' if n != 1 else ''})"
+    text = row.speedup_text()
     ref = row.reference_images_per_sec
     return text + (f" vs {ref:,.1f}" if ref is not None else "")
 
