@@ -85,6 +85,19 @@ def fraction(value, name: str) -> float:
     return float(value)
 
 
+def share(value, name: str) -> float:
+    """A number in [0, 1], such as the share of images a precision may change."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not 0 <= value <= 1:
+        raise ValueError(f"Invalid {name}. Expected 0 <= {name} <= 1; Received: {name}={value!r}")
+    return float(value)
+
+
+def non_negative_number(value, name: str) -> float:
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not value >= 0:
+        raise ValueError(f"Invalid {name}. Expected a number >= 0; Received: {name}={value!r}")
+    return float(value)
+
+
 def data_format(value, name: str = "data_format") -> str:
     return choice(value, DATA_FORMATS, name)
 

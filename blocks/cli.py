@@ -19,6 +19,7 @@ from blocks.measure.workload import (
     MODES,
     STRATEGIES,
     STRATEGY_REPLICAS,
+    Accuracy,
     Budget,
     SearchSpace,
     Workload,
@@ -94,23 +95,30 @@ def _workload_fields(args) -> dict:
 
 
 def _pick_options(args) -> tuple:
-    """(the workload's options, the search space) of `pick`'s command line."""
+    """(the workload's options, the search space, the accuracy budget) of `pick`'s command
+    line."""
 
     def csv(value):
         return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
 
     fields = dict(mode=args.mode, **_workload_fields(args))
     space = SearchSpace(
-        csv(args.variants), csv(args.executions), csv(args.runtimes), args.strategy, args.replicas
+        csv(args.variants),
+        csv(args.executions),
+        csv(args.runtimes),
+        args.strategy,
+        args.replicas,
+        csv(args.precisions),
     )
-    return fields, space
+    accuracy = Accuracy(args.max_top1_disagreement, args.max_logit_error, args.weights, args.images)
+    return fields, space, accuracy
 
 
 def cmd_pick(args) -> int:
-    from blocks.measure import picker, render, saved, workers
+    from blocks.measure import numerics, picker, render, saved, workers
 
-    fields, space = _pick_options(args)
     try:
+        fields, space, accuracy = _pick_options(args)
         if args.from_json:
             result = saved.pick_from_benchmarks(
                 args.from_json, device=args.device, space=space, **fields
@@ -119,10 +127,11 @@ def cmd_pick(args) -> int:
             budget = Budget(args.budget_s)
             budget.for_mode(args.mode)  # refused before the cache is read
             workload = picker.workload_for(args.device, **fields)
-            result = None if args.refresh else picker.cached(workload, space)
+            numerics.check_files(workload, accuracy)
+            result = None if args.refresh else picker.cached(workload, space, accuracy)
             if result is None:
                 progress = None if args.json else render.Progress()
-                result = picker.measure(workload, space, budget, progress)
+                result = picker.measure(workload, space, budget, progress, accuracy=accuracy)
     except picker.PickError as e:
         return _fail(str(e), 1)
     except (ValueError, OSError, workers.WorkerError) as e:
@@ -248,6 +257,7 @@ def _add_pick(sub) -> None:
         default=SearchSpace.replicas,
         help=f"replicas of a strategy (default: {STRATEGY_REPLICAS})",
     )
+    _add_precision_options(p)
     p.add_argument(
         "--budget-s",
         type=_positive_float,
@@ -264,6 +274,67 @@ def _add_pick(sub) -> None:
         help="pick from a saved `pytest bench/` run instead of measuring",
     )
     p.set_defaults(func=cmd_pick)
+
+
+def _share(text: str) -> float:
+    """A share of the images: 0.01 or 1%."""
+    value = text.strip()
+    try:
+        share = float(value[:-1]) / 100 if value.endswith("%") else float(value)
+    except ValueError:
+        share = -1.0
+    if not 0 <= share <= 1:
+        raise argparse.ArgumentTypeError(f"expected a share such as 0.01 or 1%, got {text!r}")
+    return share
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def _add_precision_options(p) -> None:
+    """The precision axis and its accuracy budget (`SearchSpace.precisions`, `Accuracy`)."""
+    a = Accuracy
+    p.add_argument(
+        "--precisions",
+        type=_csv_of(DTYPE_POLICIES),
+        help=f"comma-separated, of {','.join(DTYPE_POLICIES)}: race every candidate in each "
+        "the device runs natively (default: --dtype-policy alone)",
+    )
+    p.add_argument(
+        "--max-top1-disagreement",
+        metavar="SHARE",
+        type=_share,
+        default=a.max_top1_disagreement,
+        help="a precision other than float32 may change the top-1 class of this share of the "
+        f"verification images against float64 (default: {a.max_top1_disagreement * 100:g}%%)",
+    )
+    p.add_argument(
+        "--max-logit-error",
+        metavar="ERROR",
+        type=_non_negative_float,
+        default=a.max_logit_error,
+        help="and its largest logit error, relative to each image's largest logit, may reach "
+        "this (default: no bound)",
+    )
+    p.add_argument(
+        "--weights",
+        metavar="FILE",
+        help="the weights that accuracy is checked with: anything blocks.load_weights reads "
+        "(default: the seeded weights; the cost is then indicative only)",
+    )
+    p.add_argument(
+        "--images",
+        metavar="FILE.npz",
+        help="the images it is checked on: `images` NHWC float32, normalised as the weights "
+        "expect, optional integer `labels` (default: random images; indicative only)",
+    )
 
 
 def _add_cluster(sub) -> None:

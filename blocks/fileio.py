@@ -1,10 +1,11 @@
 """Writing a file so that a crash mid-write leaves the old file or the new one, never half of one:
-a temporary file beside it, flushed to disk, then renamed over it. (A leaf: imports nothing else
-of the package.)"""
+a temporary file beside it, flushed to disk, then renamed over it; and a file's identity by its
+contents (`digest`). (A leaf: imports nothing else of the package.)"""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -95,3 +96,17 @@ def json_with_keys(*keys: str) -> Callable[[str], bool]:
         return isinstance(data, dict) and all(k in data for k in keys)
 
     return ours
+
+
+def digest(path) -> str:
+    """The SHA-256 of a file's contents: what a cache keys a file by (not its name or mtime)."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError as e:
+        raise ValueError(
+            f"Invalid file. Expected a readable file; Received: {path!r} ({e.strerror})"
+        ) from None
+    return h.hexdigest()

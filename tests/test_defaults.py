@@ -1,5 +1,5 @@
-"""Each default of a pick is written once, in `Workload`, `SearchSpace` and `Budget`: the command
-line, `blocks.pick`'s keywords and `pytest bench/`'s options read them."""
+"""Each default of a pick is written once, in `Workload`, `SearchSpace`, `Budget` and `Accuracy`:
+the command line, `blocks.pick`'s keywords and `pytest bench/`'s options read them."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pathlib
 from blocks import cli
 from blocks.archs import ARCHS
 from blocks.measure import picker
-from blocks.measure.workload import STRATEGY_REPLICAS, Budget, SearchSpace, Workload
+from blocks.measure.workload import STRATEGY_REPLICAS, Accuracy, Budget, SearchSpace, Workload
 
 _OWN = {  # what the command line does not take, or takes under another name
     "device",
@@ -25,6 +25,7 @@ def _defaults() -> dict:
     """Every default of the three objects, by the name `blocks.pick` takes it under."""
     out = {f.name: f.default for f in dataclasses.fields(Workload) if f.name != "device"}
     out.update({f.name: f.default for f in dataclasses.fields(SearchSpace)})
+    out.update({f.name: f.default for f in dataclasses.fields(Accuracy)})
     out["budget_s"] = Budget.seconds
     return out
 
@@ -33,8 +34,9 @@ def test_the_command_line_parses_to_the_objects_defaults():
     args = cli.build_parser().parse_args(["pick"])
     for name, default in _defaults().items():
         assert getattr(args, name) == default, name
-    fields, space = cli._pick_options(args)
+    fields, space, accuracy = cli._pick_options(args)
     assert space == SearchSpace()
+    assert accuracy == Accuracy()
     assert picker.workload_for("CPU:0", **fields) == Workload()
 
 
@@ -76,3 +78,4 @@ def test_the_help_states_the_defaults():
     budget = Budget.DEFAULT_S
     assert f"{budget['inference']:g} for inference, {budget['train']:g} for training" in text
     assert f"replicas of a strategy (default: {STRATEGY_REPLICAS})" in text
+    assert f"(default: {Accuracy.max_top1_disagreement:.0%})" in text

@@ -38,17 +38,22 @@ def runtime_mismatch(config: Config) -> Optional[str]:
     )
 
 
-def resolve_auto(*, arch, input_shape, dtype_policy, pick_on_miss: bool) -> Config:
-    """The cached winner for ResNet inference at batch 64 on the default device.
+def resolve_auto(*, arch, input_shape, dtype_policy, pick_on_miss: bool, precisions=None) -> Config:
+    """The cached winner for ResNet inference at batch 64 on the default device, in a precision
+    of `precisions` (default: the dtype policy alone: a cached pick whose winner runs another is
+    not used unless asked for).
 
-    On a miss: measure first if `pick_on_miss`, otherwise warn and use the reference.
+    On a miss: measure first if `pick_on_miss` (racing `precisions`), otherwise warn and use the
+    reference.
     """
     policy = resolve_policy(dtype_policy).name
     # Mode and batch size: a pick's defaults, the workload most users run.
     workload = picker.workload_for(dtype_policy=policy, arch=arch, input_shape=input_shape)
-    hit = picker.cached_pick_for(workload)  # whatever candidate space it raced
+    space = SearchSpace(precisions=precisions)
+    allowed = space.precisions_for(workload)
+    hit = picker.cached_pick_for(workload, allowed)  # whatever candidate space it raced
     if hit is None and pick_on_miss:
-        hit = picker.measure(workload, SearchSpace(), Budget())
+        hit = picker.measure(workload, space, Budget())
     if hit is not None and hit.winner is not None:
         config = hit.winner_config
         problem = runtime_mismatch(config)

@@ -11,10 +11,10 @@ import math
 from typing import Optional
 
 from blocks.executions import ENGINES, is_engine
-from blocks.measure import race, stats
+from blocks.measure import devices, race, stats
 from blocks.measure.budget import Clock
 from blocks.measure.load import Load
-from blocks.measure.workload import REFERENCE, Config, Workload
+from blocks.measure.workload import REFERENCE, Accuracy, Config, Workload
 from blocks.variants import VARIANTS
 
 
@@ -35,14 +35,27 @@ class Candidate:
     entrant: Optional[race.Entrant] = None  # while it races
     screen: dict = dataclasses.field(default_factory=dict)
     final: dict = dataclasses.field(default_factory=dict)
+    # A precision other than float32: its logits on the verification images, then its cost
+    # against the float64 reference (`numerics`).
+    logits: Optional[list] = None
+    cost: Optional[dict] = None
 
 
 class Run:
     """One pick's state: its workers (`pool`), workload, candidates and clock, and what the
     phases learn on the way (the workers' versions, the machine's load, notes)."""
 
-    def __init__(self, pool, workload: Workload, configs: list, equal: dict, clock: Clock):
+    def __init__(
+        self,
+        pool,
+        workload: Workload,
+        configs: list,
+        equal: dict,
+        clock: Clock,
+        accuracy: Optional[Accuracy] = None,
+    ):
         self.pool, self.workload, self.clock = pool, workload, clock
+        self.accuracy = accuracy or Accuracy()
         self.configs = configs
         # Execution order: graph first, eager last, so that a short budget compiles the likelier
         # winners; the reference always runs, as the anchor every speedup is measured against.
@@ -60,6 +73,7 @@ class Run:
         self.versions: dict = {}
         self.unverified = "every finalist failed its verification"
         self.load = Load()  # others' CPU use over the pick's races
+        self._native = None  # devices.native_dtype_policies, asked once
 
     def with_status(self, status: str) -> list:
         return [c for c in self.candidates if c.status == status]
@@ -74,6 +88,21 @@ class Run:
                 c.status, c.reason = "could not run", f"{execution}: runs inference only"
             elif is_engine(execution) and ENGINES[execution].missing():
                 c.status, c.reason = "could not run", ENGINES[execution].missing()
+            elif c.config.precision is not None and self.precision_refusal(c.config):
+                c.status, c.reason = "could not run", self.precision_refusal(c.config)
+
+    def precision_refusal(self, config: Config) -> Optional[str]:
+        """Why `config`'s precision does not run natively here (None: it does): a serving
+        engine's own answer, else the device's (`devices.native_dtype_policies`)."""
+        policy = config.precision
+        if is_engine(config.execution):
+            from blocks import engines
+
+            return engines.precision_refusal(config.execution, policy)
+        if self._native is None:
+            self._native = devices.native_dtype_policies(self.workload.device)
+        reason = self._native.get(policy)
+        return None if reason is None else f"{policy}: {reason}"
 
     def score(self, c: Candidate, times: str) -> float:
         """Median per-round time ratio to the reference (lower is faster); inf without pairs."""

@@ -7,7 +7,7 @@ import concurrent.futures
 import time
 
 from blocks.executions import is_engine
-from blocks.measure import lab, race, workers
+from blocks.measure import lab, numerics, race, workers
 from blocks.measure.budget import CLOSE_S, COMPILE_GRACE
 from blocks.measure.candidates import Candidate, Run
 from blocks.measure.workload import Config
@@ -100,7 +100,7 @@ def _prepare(run: Run, worker, c: Candidate, deadline: float) -> None:
     timeout = run.clock.timeout(max(10.0, deadline - time.monotonic()))
     try:
         entrant, reply = race.prepare(
-            worker, c.config.label, run.workload, c.config, _min_sample_s(), timeout
+            worker, c.config.label, run.workload.at(c.config), c.config, _min_sample_s(), timeout
         )
     except workers.RequestFailed as e:
         c.status, c.reason, c.detail = "could not run", str(e), e.detail
@@ -112,6 +112,7 @@ def _prepare(run: Run, worker, c: Candidate, deadline: float) -> None:
         return
     c.compile_s, c.layout, c.engine = reply["compile_s"], reply["layout"], reply.get("engine")
     c.entrant, c.status = entrant, "ready"
+    numerics.candidate_logits(run, worker, c)
 
 
 def _min_sample_s() -> float:

@@ -25,6 +25,10 @@ TIE_MARGIN = 0.04
 # eager and XLA, TensorFlow's default runtime before a setting the user must make.
 EXECUTION_COST = {"graph": 0, "eager": 1, "xla": 2, **{name: 3 for name in ENGINES}}
 RUNTIME_COST = {"default": 0}
+# At a tie, the higher precision wins whatever else differs (a cost above any sum of the others):
+# a reduced precision changes the numbers a user gets, so it must be clearly faster to be chosen.
+# float16 keeps more of the significand than bfloat16.
+PRECISION_COST = {None: 0, "float32": 0, "mixed_float16": 100, "mixed_bfloat16": 101}
 # The verification's time, kept back from the final: it builds and runs the step again, so a
 # multiple of the slowest finalist's compile time, and a floor.
 VERIFY_COMPILES, VERIFY_FLOOR_S = 2.5, 5.0
@@ -36,6 +40,7 @@ def complexity(config: Config) -> float:
         VARIANTS[config.variant].complexity
         + EXECUTION_COST[config.execution]
         + RUNTIME_COST.get(config.runtime, 1)
+        + PRECISION_COST[config.precision]
     )
 
 

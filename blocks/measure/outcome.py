@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime
 
 from blocks import cpu
-from blocks.measure import stats
+from blocks.measure import numerics, stats
 from blocks.measure.candidates import Candidate, Run
 from blocks.measure.pickcache import make_key
 from blocks.measure.result import PickResult, Ranked, how_to_apply
@@ -38,7 +38,7 @@ def result(run: Run, decision, verification) -> PickResult:
             )
     return PickResult(
         workload=run.workload.to_json(),
-        key=make_key(run.workload, run.configs),
+        key=make_key(run.workload, run.configs, run.accuracy),
         ranking=rows,
         winner=None if winner is None else winner.config.to_json(),
         decision=text,
@@ -46,6 +46,7 @@ def result(run: Run, decision, verification) -> PickResult:
         provisional=bool(provisional),
         speedup=speedup,
         apply=how_to_apply(winner.config, run.workload, winner.engine) if winner else {},
+        accuracy=numerics.describe(run),
         verification=verification,
         machine={**machine, **run.versions},
         measured_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -66,6 +67,7 @@ def _ranked(run: Run, c: Candidate) -> Ranked:
         detail=c.detail or None,
         layout=c.layout,
         engine=c.engine,
+        accuracy=c.cost,
     )
     if times:
         t = stats.throughput(list(times.values()), run.workload.batch_size * c.config.replicas)

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-from blocks import _compat, cpu
+from blocks import _compat, cpu, fileio
 from blocks.executions import ENGINES, is_engine
 from blocks.measure import cache, devices
 from blocks.measure.result import PickResult
-from blocks.measure.workload import Config, Workload
+from blocks.measure.workload import Accuracy, Config, Workload
 
 
-def make_key(workload: Workload, configs: Sequence[Config]) -> dict:
+def make_key(
+    workload: Workload, configs: Sequence[Config], accuracy: Optional[Accuracy] = None
+) -> dict:
     """The cache key: device identity, TF and Keras versions, the workload and the candidates
-    (variant x execution x runtime x strategy)."""
+    (variant x execution x runtime x strategy x precision); where a candidate runs a precision
+    other than float32, its accuracy budget and the contents of the files it is checked on."""
     identity = devices.describe(workload.device)
     key = {
         "device": {k: identity[k] for k in ("kind", "name", "compute_capability") if k in identity},
@@ -27,6 +30,14 @@ def make_key(workload: Workload, configs: Sequence[Config]) -> dict:
     if used:  # another engine version or thread count is another measurement
         key["engines"] = {name: ENGINES[name].versions() for name in used}
         key["engine_threads"] = cpu.usable_cores()
+    if any(workload.at(c).dtype_policy != "float32" for c in configs):
+        a = accuracy or Accuracy()
+        key["accuracy"] = {
+            "max_top1_disagreement": a.max_top1_disagreement,
+            "max_logit_error": a.max_logit_error,
+            "weights": fileio.digest(a.weights) if a.weights else None,
+            "images": fileio.digest(a.images) if a.images else None,
+        }
     return key
 
 
@@ -35,9 +46,11 @@ def default_device() -> str:
     return next((n for n in names if n.startswith("GPU")), "CPU:0")
 
 
-def lookup(workload: Workload, configs: Sequence[Config]) -> Optional[PickResult]:
-    """The cached pick of `configs` for `workload`, or None."""
-    entry = cache.load(make_key(workload, configs))
+def lookup(
+    workload: Workload, configs: Sequence[Config], accuracy: Optional[Accuracy] = None
+) -> Optional[PickResult]:
+    """The cached pick of `configs` for `workload` (checked within `accuracy`), or None."""
+    entry = cache.load(make_key(workload, configs, accuracy))
     if entry is None:
         return None
     try:
@@ -71,8 +84,16 @@ def cached_picks(device=None) -> list:
     return sorted(found, key=lambda r: r.measured_at, reverse=True)
 
 
-def cached_pick_for(workload: Workload) -> Optional[PickResult]:
-    """The cached pick for `workload` here whatever candidates it raced: of several, the one
-    that raced the most, then the newest."""
-    hits = [r for r in cached_picks(workload.device) if r.workload == workload.to_json()]
+def cached_pick_for(
+    workload: Workload, precisions: Optional[Sequence[str]] = None
+) -> Optional[PickResult]:
+    """The cached pick for `workload` here whatever candidates it raced, whose winner runs a
+    precision of `precisions` (default: the workload's): of several, the one that raced the
+    most, then the newest."""
+    allowed = set(precisions or [workload.dtype_policy])
+    hits = [
+        r
+        for r in cached_picks(workload.device)
+        if r.workload == workload.to_json() and workload.at(r.winner_config).dtype_policy in allowed
+    ]
     return max(hits, key=lambda r: len(r.key.get("candidates", ())), default=None)

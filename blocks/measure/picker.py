@@ -26,7 +26,7 @@ from typing import Callable, Optional, Sequence
 
 from blocks import checks
 from blocks.executions import TF_EXECUTIONS, is_engine
-from blocks.measure import cache, compiling, devices, final, screening, workers
+from blocks.measure import cache, compiling, devices, final, numerics, screening, workers
 from blocks.measure.budget import Clock
 from blocks.measure.candidates import PickError, Run
 from blocks.measure.final import TIE_MARGIN, complexity
@@ -41,6 +41,7 @@ from blocks.measure.workload import (
     REFERENCE,
     STRATEGIES,
     STRATEGY_REPLICAS,
+    Accuracy,
     Budget,
     SearchSpace,
     Workload,
@@ -64,6 +65,7 @@ __all__ = [
     "workload_for",
 ]
 _SPACE = {f.name for f in dataclasses.fields(SearchSpace)}
+_ACCURACY = {f.name for f in dataclasses.fields(Accuracy)}
 
 
 def workload_for(device=None, *, input_shape=None, image_size=None, **fields) -> Workload:
@@ -112,8 +114,11 @@ def plan(workload: Workload, space: SearchSpace) -> tuple:
         raise ValueError("Invalid runtimes. Expected at least one; Received: runtimes=[]")
     measured, equal = distinct_runtimes(runtime_names)
     replicas = _replicas(workload, space)
+    # The workload's own precision is every configuration's by default (None), so a pick that
+    # races no other names its candidates as every pick before the axis did.
+    precisions = [None if p == workload.dtype_policy else p for p in space.precisions_for(workload)]
     in_tf = [e for e in executions if not is_engine(e)]
-    configs = grid(names, in_tf, measured, space.strategy, replicas) if in_tf else []
+    configs = grid(names, in_tf, measured, space.strategy, replicas, precisions) if in_tf else []
     engines = [e for e in executions if is_engine(e)]
     if engines:
         # An engine converts the function, which every variant computes in the same ops (their
@@ -122,7 +127,7 @@ def plan(workload: Workload, space: SearchSpace) -> tuple:
         # not reach an engine: one runtime.
         variant = REFERENCE.variant if REFERENCE.variant in names else names[0]
         runtime = "default" if "default" in measured else measured[0]
-        configs += grid([variant], engines, [runtime])
+        configs += grid([variant], engines, [runtime], precisions=precisions)
     return configs, equal
 
 
@@ -147,13 +152,16 @@ def _replicas(workload: Workload, space: SearchSpace) -> int:
 
 def cached_pick(device=None, **options) -> Optional[PickResult]:
     """The cached result of `pick(device, **options)` (same options but budget), or None."""
-    return cached(*split_options(device, **options))
+    accuracy = Accuracy(**{k: options.pop(k) for k in list(options) if k in _ACCURACY})
+    return cached(*split_options(device, **options), accuracy)
 
 
-def cached(workload: Workload, space: SearchSpace) -> Optional[PickResult]:
-    """The cached pick of `space` for `workload`, or None."""
+def cached(
+    workload: Workload, space: SearchSpace, accuracy: Optional[Accuracy] = None
+) -> Optional[PickResult]:
+    """The cached pick of `space` for `workload` (checked within `accuracy`), or None."""
     configs, _ = plan(workload, space)
-    return lookup(workload, configs)
+    return lookup(workload, configs, accuracy or Accuracy())
 
 
 def pick(
@@ -170,6 +178,11 @@ def pick(
     runtimes: Optional[Sequence[str]] = SearchSpace.runtimes,
     strategy: str = SearchSpace.strategy,
     replicas: Optional[int] = SearchSpace.replicas,
+    precisions: Optional[Sequence[str]] = SearchSpace.precisions,
+    max_top1_disagreement: float = Accuracy.max_top1_disagreement,
+    max_logit_error: Optional[float] = Accuracy.max_logit_error,
+    weights: Optional[str] = Accuracy.weights,
+    images: Optional[str] = Accuracy.images,
     budget_s: Optional[float] = Budget.seconds,
     progress: Optional[Callable] = None,
     use_cache: bool = True,
@@ -187,6 +200,12 @@ def pick(
             `workload.STRATEGY_REPLICAS`) with
             "mirrored" (local GPUs, or logical CPUs) or "multiworker" (worker processes on this
             host); `batch_size` is then per replica. Default "none": one device.
+        precisions: dtype policies to race every candidate in (default: `dtype_policy` alone);
+            one the device does not run natively is listed with the reason.
+        max_top1_disagreement, max_logit_error: the accuracy budget of a precision other than
+            float32, against float64 on the verification images (see `Accuracy`).
+        weights, images: the files that check runs on (default: seeded weights, random images:
+            the cost is then indicative only).
         budget_s: seconds for the whole run, start-up and compilation included (default:
             `Budget.DEFAULT_S` of the mode).
         progress: called as progress(fraction, message, elapsed_s, remaining_s).
@@ -209,8 +228,9 @@ def pick(
         dtype_policy=dtype_policy,
         arch=arch,
     )
-    space = SearchSpace(variants, executions, runtimes, strategy, replicas)
-    return measure(workload, space, Budget(budget_s), progress, use_cache)
+    space = SearchSpace(variants, executions, runtimes, strategy, replicas, precisions)
+    accuracy = Accuracy(max_top1_disagreement, max_logit_error, weights, images)
+    return measure(workload, space, Budget(budget_s), progress, use_cache, accuracy)
 
 
 def measure(
@@ -219,9 +239,11 @@ def measure(
     budget: Budget,
     progress: Optional[Callable] = None,
     use_cache: bool = True,
+    accuracy: Optional[Accuracy] = None,
 ) -> PickResult:
     """`pick` of the objects: plan, then run the pipeline in a pool of workers."""
     configs, equal = plan(workload, space)
+    numerics.check_files(workload, accuracy)  # refused before any timing
     if progress is not None and not callable(progress):  # else a TypeError mid-race
         raise ValueError(
             "Invalid progress. Expected None or a callable progress(fraction, message, "
@@ -230,7 +252,7 @@ def measure(
     clock = Clock(budget.for_mode(workload.mode), progress)
     imports = workers.variant_modules({c.variant for c in configs})
     with workers.Pool(imports) as pool:
-        run = Run(pool, workload, configs, equal, clock)
+        run = Run(pool, workload, configs, equal, clock, accuracy)
         finalists = compile_and_screen(run)
         decision, verification = final_and_verify(run, finalists)
         result = outcome(run, decision, verification)
@@ -248,8 +270,10 @@ def compile_and_screen(run: Run) -> list:
     run.clock.report(0.0, "starting workers")
     if len(pending) <= screening.FINALISTS + 1:
         compiling.compile_all(run, pending, per_process=True, phase="compile few")
+        numerics.check(run)
         return run.with_status("ready")
     compiling.compile_all(run, pending, per_process=False, phase="compile")
+    numerics.check(run)  # the candidates beyond the accuracy budget race no round
     ready = run.with_status("ready")
     if not ready:
         raise run.nothing_ran()

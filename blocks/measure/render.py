@@ -67,15 +67,25 @@ def _print_header(result) -> None:
         print(f"warning: {result.load.get('warning') or load.text()}", file=sys.stderr)
 
 
+def cost_text(cost) -> str:
+    """A candidate's accuracy cost in a column: top-1 agreement, then the logit error."""
+    if not cost:
+        return "-"
+    return f"{cost['top1_agreement']:.1%} {cost['logit_error']:.1e}"
+
+
 def _print_ranking(result, verbose: bool) -> None:
+    width = max([34, *(len(r.label) for r in result.ranking)])
+    costs = bool(result.accuracy)
     print(
-        f"{'rank':>4}  {'configuration':<34} {'img/s':>8}  {'IQR img/s':>15} "
+        f"{'rank':>4}  {'configuration':<{width}} {'img/s':>8}  {'IQR img/s':>15} "
         f"{'speedup (95% CI)':>22} {'vs ref':>8} {'rounds':>6}"
+        + (f" {'top-1, logit err':>17}" if costs else "")
     )
     rank = 0
     for r in result.ranking:
         if r.images_per_sec is None or r.status in ("could not run", "not measured"):
-            print(f"{'-':>4}  {r.label:<34} {r.status}:")
+            print(f"{'-':>4}  {r.label:<{width}} {r.status}:")
             print(f"{'':>6}{r.reason or r.status}")
             if verbose and r.detail:
                 # TensorFlow's whole text, its traceback's line structure kept.
@@ -87,8 +97,9 @@ def _print_ranking(result, verbose: bool) -> None:
         flag = MARKS.get(r.status, " ")
         ref = "-" if r.reference_images_per_sec is None else f"{r.reference_images_per_sec:,.1f}"
         print(
-            f"{rank:>3}{flag}  {r.label:<34} {r.images_per_sec:>8,.1f}  {iqr:>15} "
+            f"{rank:>3}{flag}  {r.label:<{width}} {r.images_per_sec:>8,.1f}  {iqr:>15} "
             f"{r.speedup_text():>22} {ref:>8} {r.rounds:>6}"
+            + (f" {cost_text(r.accuracy):>17}" if costs else "")
         )
         if r.status in ("screened out", "disqualified") and (verbose or r.status != "screened out"):
             print(f"{'':>6}{r.status}: {r.reason}")
@@ -97,10 +108,39 @@ def _print_ranking(result, verbose: bool) -> None:
         "CI); vs ref: the reference's img/s in those same rounds; * winner, ~ screened out "
         "(screening rounds, shared processes), ! disqualified"
     )
+    if costs:
+        _print_accuracy(result.accuracy)
+
+
+def _print_accuracy(a: dict) -> None:
+    """What the accuracy column was measured on, and the budget it was held to."""
+    labels = f", reference accuracy {a['reference_accuracy']:.1%}" if a.get("labels") else ""
+    bound = "none" if a["max_logit_error"] is None else f"{a['max_logit_error']:g}"
+    print(
+        f"top-1, logit err: against float64 of the same weights ({a['weights']}) on "
+        f"{a['images']}{labels}: top-1 agreement, largest logit error relative to each image's "
+        f"largest logit; budget: top-1 disagreement <= {a['max_top1_disagreement']:.1%}, "
+        f"logit error <= {bound}"
+    )
+    if a.get("indicative"):
+        print(
+            "indicative only: not your weights and images; give --weights and --images to "
+            "measure the cost on what you serve"
+        )
 
 
 def _print_winner(result) -> None:
     print(f"winner: {result.winner_label} ({result.decision})")
+    won = next((r for r in result.ranking if r.status == "winner"), None)
+    if won is not None and won.accuracy:
+        c = won.accuracy
+        changed = round((1 - c["top1_agreement"]) * c["images"])
+        labels = "" if c.get("accuracy") is None else f"; accuracy {c['accuracy']:.1%}"
+        print(
+            f"accuracy cost: {changed} of {c['images']} top-1 classes changed against float64, "
+            f"largest logit error {c['logit_error']:.1e}{labels}"
+            + (" (indicative only)" if result.accuracy.get("indicative") else "")
+        )
     if result.provisional:
         print("provisional: too few rounds for the statistics; not cached (raise --budget-s)")
     if result.verification:

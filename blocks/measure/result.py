@@ -35,6 +35,8 @@ class Ranked:
     detail: Optional[str] = None
     layout: Optional[dict] = None
     engine: Optional[dict] = None  # a serving engine's versions, threads and settings
+    # A precision other than float32: its cost against float64 (`accuracy.cost`).
+    accuracy: Optional[dict] = None
 
     def speedup_text(self) -> str:
         """The speedup as it may be printed: with its interval, or labelled provisional."""
@@ -66,6 +68,8 @@ class PickResult:
     notes: list = dataclasses.field(default_factory=list)
     source: str = "measured"
     load: dict = dataclasses.field(default_factory=dict)  # others' CPU use while it raced (Load)
+    # What the accuracy check of a reduced precision ran on, and its budget (`numerics.describe`).
+    accuracy: dict = dataclasses.field(default_factory=dict)
 
     @property
     def machine_load(self) -> Load:
@@ -101,13 +105,15 @@ def how_to_apply(config: Config, workload: Workload, engine: Optional[dict] = No
     serving engine, the export and the engine's own loading code (`serve`), which needs nothing
     of this project."""
     runtime = get_runtime(config.runtime)
+    workload = workload.at(config)
+    policy = workload.dtype_policy  # an engine's model stays float32; the engine takes a hint
     build = f'model = blocks.resnet18("{config.variant}"'
     if workload.arch != "seed":
         build += f', arch="{workload.arch}"'
     if workload.size != ARCHS[workload.arch].input_shape[0]:
         build += f", input_shape=({workload.size}, {workload.size}, 3)"
-    if workload.dtype_policy != "float32":
-        build += f', dtype_policy="{workload.dtype_policy}"'
+    if policy != "float32" and not is_engine(config.execution):
+        build += f', dtype_policy="{policy}"'
     build += ")"
     call = "step(images)" if workload.mode == "inference" else "step(images, labels)"
     if config.strategy != "none":
@@ -116,6 +122,7 @@ def how_to_apply(config: Config, workload: Workload, engine: Optional[dict] = No
         "variant": config.variant,
         "execution": config.execution,
         "runtime": config.runtime,
+        "dtype_policy": policy,
         "environment": runtime.exports(),
         "unset": [k for k, v in runtime.env.items() if v is None],
         "python": [
@@ -136,9 +143,12 @@ def how_to_apply(config: Config, workload: Workload, engine: Optional[dict] = No
             "import blocks",
             build + "  # and your weights: blocks.load_weights(model, path)",
             f'blocks.export(model, "{config.execution}", "{path}", '
-            f"batch_size={workload.batch_size})",
+            f"batch_size={workload.batch_size}"
+            + ("" if policy == "float32" else f', precision="{policy}"')
+            + ")",
         ]
-        out["serve"] = engines.implementation(config.execution).serving_code(path, threads)
+        module = engines.implementation(config.execution)
+        out["serve"] = module.serving_code(path, threads, policy)
     return out
 
 

@@ -7,7 +7,7 @@ import os
 
 from blocks import _compat, cpu
 from blocks.causes import cause
-from blocks.measure import devices, distributed, flops, steps, timing, verify
+from blocks.measure import accuracy, devices, distributed, flops, steps, timing, verify
 from blocks.measure.workload import Config, Workload
 
 
@@ -26,6 +26,7 @@ def onednn_enabled():
 class Server:
     def __init__(self):
         self.prepared: dict = {}
+        self.data: dict = {}  # the verification images and weights, read once
 
     def handle(self, request: dict) -> dict:
         op = request.get("op")
@@ -89,6 +90,38 @@ class Server:
         step = self.prepared[request["key"]]
         check = verify.check if step.config.strategy == "none" else distributed.check
         return check(step.workload, step.config)
+
+    def op_logits(self, request) -> dict:
+        """The logits of a prepared candidate's configuration, in its precision, on the
+        verification images (`accuracy.logits`)."""
+        step = self.prepared[request["key"]]
+        images, _ = self._images(step.workload, request.get("images"))
+        weights = self._weights(step.workload, request.get("weights"))
+        return {"logits": accuracy.logits(step.workload, step.config, images, weights).tolist()}
+
+    def op_reference_logits(self, request) -> dict:
+        """The float64 reference's logits on the verification images, and their labels."""
+        workload = Workload.from_json(request["workload"])
+        images, labels = self._images(workload, request.get("images"))
+        weights = self._weights(workload, request.get("weights"))
+        logits = accuracy.reference_logits(workload.arch, workload.size, images, weights)
+        return {"logits": logits.tolist(), "labels": None if labels is None else labels.tolist()}
+
+    def _images(self, workload: Workload, path) -> tuple:
+        """(images, labels or None): the user's file, or the default random images."""
+        key = ("images", workload.arch, workload.size, path)
+        if key not in self.data:
+            if path is None:
+                self.data[key] = (accuracy.default_images(workload.arch, workload.size), None)
+            else:
+                self.data[key] = accuracy.load_images(path, workload.arch, workload.size)
+        return self.data[key]
+
+    def _weights(self, workload: Workload, path) -> dict:
+        key = ("weights", workload.arch, workload.size, path)
+        if key not in self.data:
+            self.data[key] = accuracy.weights_for(workload.arch, workload.size, path)
+        return self.data[key]
 
     def op_drop(self, request) -> dict:
         self.prepared.pop(request["key"], None)

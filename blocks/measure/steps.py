@@ -153,10 +153,11 @@ def _prepare_engine(workload, config, device: str, seed: int, warmup: int) -> St
         raise Unsupported(f"{name} runs on the CPU here; {module.gpu_note()}")
     try:
         with tf.device(device):
-            model = build_model(workload, config, seed)
+            # An engine converts a float32 model and computes in its own precision (its hint).
+            model = build_model(dataclasses.replace(workload, dtype_policy="float32"), config, seed)
             x = inputs(workload, seed)[0].numpy()
         t0 = time.perf_counter()
-        step = compiled_step(model, "inference", name)
+        step = compiled_step(model, "inference", name, precision=workload.dtype_policy)
         out = step(x)  # export, convert, load, first run
         runner = step.runner(workload.batch_size)
         for _ in range(max(0, warmup - 1)):

@@ -21,6 +21,7 @@ from typing import Optional, Sequence
 
 from blocks import checks
 from blocks.archs import ARCHS, stem_output_size
+from blocks.checks import DTYPE_POLICIES
 from blocks.executions import EXECUTIONS, MODES, is_engine
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "MODES",
     "STRATEGIES",
     "REFERENCE",
+    "Accuracy",
     "Budget",
     "Config",
     "SearchSpace",
@@ -92,6 +94,12 @@ class Workload:
             f"b{self.batch_size}"
         )
 
+    def at(self, config: "Config") -> "Workload":
+        """The workload `config` runs: this one, in the configuration's precision if it has one."""
+        if config.precision is None or config.precision == self.dtype_policy:
+            return self
+        return dataclasses.replace(self, dtype_policy=config.precision)
+
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -113,6 +121,9 @@ class Config:
             TensorFlow reads at import ("default", "onednn", "no-onednn").
         strategy: "none", "mirrored" or "multiworker" (training only).
         replicas: devices (mirrored) or worker processes (multiworker); 1 with strategy "none".
+        precision: a dtype policy other than the workload's, for a pick that races precisions
+            (`SearchSpace.precisions`); None: the workload's own (`Workload.at` gives the
+            workload a configuration runs).
     """
 
     variant: str
@@ -120,6 +131,7 @@ class Config:
     runtime: str = "default"
     strategy: str = "none"
     replicas: int = 1
+    precision: Optional[str] = None
 
     def __post_init__(self):
         if not isinstance(self.variant, str) or not self.variant:
@@ -134,6 +146,8 @@ class Config:
                 f"Invalid strategy for execution {self.execution!r}. A serving engine runs "
                 f"inference on one device; Expected strategy='none'; Received: {self.strategy!r}"
             )
+        if self.precision is not None:
+            checks.choice(self.precision, DTYPE_POLICIES, "precision", what="Unknown precision")
         if self.strategy == "none" and self.replicas != 1:
             raise ValueError(
                 "Invalid replicas. Expected 1 without a distribution strategy; "
@@ -142,10 +156,13 @@ class Config:
 
     @property
     def label(self) -> str:
-        """The row name, e.g. 'xla · graph · default', with the strategy where there is one."""
+        """The row name, e.g. 'xla · graph · default', with the strategy and the precision where
+        there are any ('folded · graph · default · mixed_bfloat16')."""
         parts = [self.variant, self.execution, self.runtime]
         if self.strategy != "none":
             parts.append(f"{self.strategy}x{self.replicas}")
+        if self.precision is not None:
+            parts.append(self.precision)
         return " · ".join(parts)
 
     @property
@@ -158,7 +175,10 @@ class Config:
         return (self.runtime, self.strategy, self.replicas, *engine)
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if self.precision is None:  # the workload's: as every result before the axis wrote it
+            del out["precision"]
+        return out
 
     @classmethod
     def from_json(cls, data: dict) -> "Config":
@@ -168,6 +188,7 @@ class Config:
     def parse(cls, label: str) -> "Config":
         """The inverse of `label` ('xla · graph · default', or 'xla·graph·default')."""
         parts = [p.strip() for p in label.split("·")]
+        precision = parts.pop() if len(parts) > 3 and parts[-1] in DTYPE_POLICIES else None
         if not 1 <= len(parts) <= 4:
             raise ValueError(
                 "Invalid configuration. Expected 'variant · execution · runtime'; "
@@ -177,7 +198,7 @@ class Config:
         if len(parts) == 4:
             strategy, _, n = parts[3].rpartition("x")
             replicas = int(n) if n.isdigit() else -1
-        return cls(*parts[:3], strategy=strategy, replicas=replicas)
+        return cls(*parts[:3], strategy=strategy, replicas=replicas, precision=precision)
 
 
 REFERENCE = Config(REFERENCE_VARIANT, "graph", "default")
@@ -194,6 +215,9 @@ class SearchSpace:
         runtimes: names of `blocks.measure.runtimes.RUNTIMES` (None: every one).
         strategy: "none", "mirrored" or "multiworker" (training only).
         replicas: of the strategy (None: `STRATEGY_REPLICAS` with a strategy, 1 without).
+        precisions: dtype policies every candidate is raced in (None: the workload's alone;
+            changing the numbers a user gets is never silent). A precision other than float32
+            has its accuracy cost measured and bounded (`Accuracy`).
     """
 
     variants: Optional[Sequence[str]] = None
@@ -201,11 +225,54 @@ class SearchSpace:
     runtimes: Optional[Sequence[str]] = None
     strategy: str = "none"
     replicas: Optional[int] = None
+    precisions: Optional[Sequence[str]] = None
 
     @property
     def restricted(self) -> bool:
         """Whether the candidates were narrowed from the default (all of them)."""
         return any((self.variants, self.executions, self.runtimes))
+
+    def precisions_for(self, workload: Workload) -> list:
+        """The precisions raced, checked; the workload's own first if it is among them."""
+        if self.precisions is None:
+            return [workload.dtype_policy]
+        asked = checks.choices(self.precisions, DTYPE_POLICIES, "precision")
+        return sorted(dict.fromkeys(asked), key=lambda p: p != workload.dtype_policy)
+
+
+@dataclasses.dataclass(frozen=True)
+class Accuracy:
+    """What a precision other than float32 may cost, and what the cost is measured on.
+
+    A candidate in such a precision is compared with float64 of the same weights on the
+    verification images (`blocks.measure.accuracy`): it is disqualified, with its figures, if
+    more than `max_top1_disagreement` of the images change their top-1 class, or if its largest
+    logit error (relative to each image's largest logit) exceeds `max_logit_error` (None: no
+    bound). The check runs on the user's `weights` (a file `blocks.load_weights` reads) and
+    `images` (an .npz of NHWC float32 `images`, optional `labels`); without them, on the
+    seeded weights and random images, and the cost is said to be indicative only.
+    """
+
+    max_top1_disagreement: float = 0.01
+    max_logit_error: Optional[float] = None
+    weights: Optional[str] = None
+    images: Optional[str] = None
+
+    def __post_init__(self):
+        checks.share(self.max_top1_disagreement, "max_top1_disagreement")
+        if self.max_logit_error is not None:
+            checks.non_negative_number(self.max_logit_error, "max_logit_error")
+        for name in ("weights", "images"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ValueError(
+                    f"Invalid {name}. Expected a file path or None; Received: {name}={value!r}"
+                )
+
+    @property
+    def indicative(self) -> bool:
+        """Measured on the seeded weights or random images, not the user's own."""
+        return self.weights is None or self.images is None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,13 +311,16 @@ def grid(
     runtimes: Sequence[str] = ("default",),
     strategy: str = "none",
     replicas: int = 1,
+    precisions: Sequence[Optional[str]] = (None,),
 ) -> list:
-    """Every combination, variants outermost: the candidates of a pick or a benchmark run."""
+    """Every combination, variants outermost, precisions innermost: the candidates of a pick or
+    a benchmark run."""
     return [
-        Config(v, e, r, strategy, replicas if strategy != "none" else 1)
+        Config(v, e, r, strategy, replicas if strategy != "none" else 1, p)
         for v in variants
         for e in executions
         for r in runtimes
+        for p in precisions
     ]
 
 
