@@ -23,10 +23,10 @@ import numpy as np
 
 from blocks.archs import ARCHS
 
-# Random verification images when the user gives none. A float64 ResNet18 forward at 224x224
-# takes seconds per few images on 2 cores, so large images get fewer: 256 keeps one changed
-# prediction at 0.4% (under the default 1% budget) where that is cheap; 32 keeps the imagenet
-# arch's reference under a minute.
+# Random verification images when the user gives none. The float64 reference costs ~50x more
+# per image at 224x224 than at 32x32, so large images get fewer: 256 puts one changed prediction
+# at 0.4% (under a 1% budget) where that is cheap; at 32 images one change is 3.1%, so a 1% budget
+# there allows none (the user's own images set their own resolution).
 DEFAULT_IMAGES_SMALL, DEFAULT_IMAGES_LARGE, SMALL_IMAGE_SIZE = 256, 32, 64
 # Pixels per float64 reference call: bounds the first stage's activations (64 channels, 8 bytes)
 # to about 130 MB whatever the image size.
