@@ -23,7 +23,7 @@ import numpy as np
 
 from blocks.archs import ARCHS
 
-# Random verification images when the user gives none. The float64 reference costs ~50x more
+# Random verification images when the user gives none. The float64 reference costs ~15x more
 # per image at 224x224 than at 32x32, so large images get fewer: 256 puts one changed prediction
 # at 0.4% (under a 1% budget) where that is cheap; at 32 images one change is 3.1%, so a 1% budget
 # there allows none (the user's own images set their own resolution).
