@@ -120,13 +120,14 @@ def over_budget(cost: dict, max_top1_disagreement: float, max_logit_error=None) 
     """None if `cost` (from `cost()`) is inside the budget (bounds inclusive), else one line
     with the measured figure and the bound it passes.
 
-    Non-finite logits are always out: they are a broken candidate, not a precision's cost.
+    An infinite logit error is always out: non-finite logits are a broken candidate, not a
+    precision's cost.
     A bound of 0 on both leaves only logits equal to the reference's.
     """
     _check_budget(max_top1_disagreement, max_logit_error)
     n, error = cost["images"], cost["logit_error"]
     if not np.isfinite(error):
-        return "logit error inf (non-finite logits): never allowed"
+        return "logit error inf (a non-finite logit, or an error over all-zero reference logits)"
     # Counted in images, so that 99 of 100 agreeing is exactly inside a 1% budget.
     disagreeing = n - int(round(cost["top1_agreement"] * n))
     if disagreeing > max_top1_disagreement * n + 1e-9:
