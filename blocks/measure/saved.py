@@ -54,6 +54,14 @@ def _matching(run: Run, path, device, space: SearchSpace, fields: dict) -> list:
     """The rows of the asked workload (of one group) with a paired speedup, best first."""
     wanted = workload_for(device, **fields)
     configs, _ = plan(wanted, space)  # checks every option
+    if space.precisions_for(wanted) != [wanted.dtype_policy]:
+        # A run's tables are of one policy each, each against the reference in that policy: a
+        # gain across policies was never paired, and no accuracy cost was measured.
+        raise ValueError(
+            "Invalid precisions for a saved run. Expected --dtype-policy alone (a saved run's "
+            "policies were not raced against each other); Received: "
+            f"precisions={space.precisions!r}"
+        )
     mode, batch, policy, arch = wanted.mode, wanted.batch_size, wanted.dtype_policy, wanted.arch
     size = fields.get("image_size")
     rows = []
