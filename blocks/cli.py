@@ -264,7 +264,7 @@ def _add_pick(sub) -> None:
         default=Budget.seconds,
         help="seconds for the whole run, start-up and compilation included (default: "
         f"{Budget.DEFAULT_S['inference']:g} for inference, {Budget.DEFAULT_S['train']:g} for "
-        "training)",
+        "training, times the number of --precisions)",
     )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--refresh", action="store_true", help="measure even if a result is cached")

@@ -207,7 +207,7 @@ def pick(
         weights, images: the files that check runs on (default: seeded weights, random images:
             the cost is then indicative only).
         budget_s: seconds for the whole run, start-up and compilation included (default:
-            `Budget.DEFAULT_S` of the mode).
+            `Budget.DEFAULT_S` of the mode, times the precisions raced).
         progress: called as progress(fraction, message, elapsed_s, remaining_s).
         use_cache: store a decided (not provisional) result in the per-user cache.
 
@@ -249,7 +249,8 @@ def measure(
             "Invalid progress. Expected None or a callable progress(fraction, message, "
             f"elapsed_s, remaining_s); Received: progress={progress!r}"
         )
-    clock = Clock(budget.for_mode(workload.mode), progress)
+    seconds = budget.for_mode(workload.mode, len(space.precisions_for(workload)))
+    clock = Clock(seconds, progress)
     imports = workers.variant_modules({c.variant for c in configs})
     with workers.Pool(imports) as pool:
         run = Run(pool, workload, configs, equal, clock, accuracy)

@@ -290,11 +290,13 @@ class Budget:
     DEFAULT_S = {"inference": 150.0, "train": 420.0}
     MIN_S = {"inference": 20.0, "train": 40.0}
 
-    def for_mode(self, mode: str) -> float:
-        """The seconds a pick in `mode` may take: `seconds` checked against the least one fits,
-        or the default."""
+    def for_mode(self, mode: str, precisions: int = 1) -> float:
+        """The seconds a pick in `mode` racing `precisions` precisions may take: `seconds`
+        checked against the least one fits, or the default, times the precisions (each is
+        another set of candidates to compile and screen)."""
         checks.positive_number(self.seconds, "budget_s", allow_none=True)
-        budget = self.DEFAULT_S[mode] if self.seconds is None else float(self.seconds)
+        default = self.DEFAULT_S[mode] * precisions
+        budget = default if self.seconds is None else float(self.seconds)
         least = self.MIN_S[mode]
         if budget < least:
             raise ValueError(
