@@ -125,6 +125,13 @@ def test_openvino_refusal_follows_the_cpu_and_its_plugin(monkeypatch, seeded):
             blocks.compiled_step(seeded[0], "inference", "openvino", precision=policy)
     assert "emulated" in engines.precision_refusal("openvino", "mixed_bfloat16")
     assert engines.precision_refusal("openvino", "float32") is None
+    # The flags alone do not decide: the plugin's word is needed as well.
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: AVX2_ONLY | {"avx512_bf16", "avx512_fp16"})
+    module = engines.implementation("openvino")
+    monkeypatch.setattr(module, "capabilities", lambda: ("FP32", "INT8"))
+    for policy, word in (("mixed_bfloat16", "BF16"), ("mixed_float16", "FP16")):
+        reason = engines.precision_refusal("openvino", policy)
+        assert reason.endswith(f": its CPU plugin lists FP32, INT8, no {word}")
 
 
 def test_openvino_bf16_computes_in_bfloat16_near_float32(small_ir):
