@@ -107,6 +107,8 @@ def test_onnx_runtime_and_litert_refuse_reduced_precision_in_one_line(name, seed
         assert str(e.value) == reason
         with pytest.raises(engines.EngineError, match=reason[:40]):
             blocks.export(model, name, tmp_path / f"m{ENGINES[name].suffixes[0]}", precision=policy)
+        with pytest.raises(engines.EngineError, match=reason[:40]):
+            engines.implementation(name).serving_code("m", 2, policy)  # not float32 renamed
     assert list(tmp_path.iterdir()) == []  # refused before anything was converted
 
 

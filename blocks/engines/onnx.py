@@ -39,6 +39,14 @@ def precision_refusal(policy: str):
     return f"ONNX Runtime {ort.__version__} does not run {policy} natively: {REFUSALS[policy]}"
 
 
+def _native(precision: str) -> None:
+    """Only what this engine computes in: it has no hint to set, so another precision asked of
+    its loader or serving code would be float32 under another name."""
+    reason = precision_refusal(precision)
+    if reason:
+        raise EngineError(reason)
+
+
 def versions() -> dict:
     return {"onnxruntime": ort.__version__, "tf2onnx": tf2onnx.__version__, "opset": OPSET}
 
@@ -61,6 +69,7 @@ def convert(exported, target: str) -> None:
 
 
 def load(path: str, threads: int, precision: str = "float32") -> Runner:
+    _native(precision)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -80,6 +89,7 @@ def load(path: str, threads: int, precision: str = "float32") -> Runner:
 
 
 def serving_code(path: str, threads: int, precision: str = "float32") -> list:
+    _native(precision)
     return [
         "import onnxruntime as ort",
         f"options = ort.SessionOptions(); options.intra_op_num_threads = {threads}",
