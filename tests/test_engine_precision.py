@@ -91,6 +91,8 @@ def test_an_unknown_precision_is_one_line(seeded, tmp_path):
             ), name
     with pytest.raises(ValueError, match="Expected precision='float32'; Received: precision='mi"):
         blocks.compiled_step(model, "inference", "graph", precision="mixed_bfloat16")
+    with pytest.raises(ValueError, match="for format 'saved_model'.*Expected precision='float32'"):
+        blocks.export(model, "saved_model", tmp_path / "sm", precision="mixed_bfloat16")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -325,6 +325,15 @@ def _check_targets(name: str, targets: list, overwrite: bool) -> None:
             )
 
 
+def _check_export_precision(format: str, precision) -> None:
+    check_precision(precision)
+    if format == "saved_model" and precision != "float32":
+        raise ValueError(
+            "Invalid precision for format 'saved_model'. A SavedModel runs the model's own "
+            f"policy; Expected precision='float32'; Received: precision={precision!r}"
+        )
+
+
 def export(
     model,
     format: str,
@@ -358,12 +367,7 @@ def export(
     """
     checks.choice(format, EXPORT_FORMATS, "format", what="Unknown export format")
     checks.positive_int(batch_size, "batch_size")
-    check_precision(precision)
-    if format == "saved_model" and precision != "float32":
-        raise ValueError(
-            "Invalid precision for format 'saved_model'. A SavedModel runs the model's own "
-            f"policy; Expected precision='float32'; Received: precision={precision!r}"
-        )
+    _check_export_precision(format, precision)
     if not isinstance(path, (str, os.PathLike)):
         raise ValueError(f"Invalid path. Expected a file path; Received: path={path!r}")
     path = os.fspath(path)
