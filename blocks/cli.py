@@ -39,7 +39,7 @@ def cmd_list(args) -> int:
     for name, v in blocks.VARIANTS.items():
         print(f"{name:<12} {v.model:<11} {v.data_format:<15} {v.summary}")
         print(f"{'':<40} wins: {v.wins}")
-    print(f"{'engine':<12} {'runs':<27} installed (inference only, float32)")
+    print(f"{'engine':<12} {'runs':<27} installed (inference only; float32 or a native precision)")
     for name, e in blocks.ENGINES.items():
         versions = ", ".join(f"{k} {v}" for k, v in e.versions().items() if v)
         print(f"{name:<12} {e.title:<27} {e.missing() or versions}")

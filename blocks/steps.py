@@ -69,6 +69,7 @@ def compiled_step(
     *,
     threads: Optional[int] = None,
     strategy=None,
+    precision: Optional[str] = None,
 ):
     """The step a configuration runs, for `model` (a `blocks.resnet18(...)`): the way to run a
     pick's winner is `compiled_step(blocks.resnet18(variant), mode, execution)`.
@@ -84,15 +85,22 @@ def compiled_step(
             one for a model built with variant="auto", else "graph".
         dtype_policy: the model's policy (for loss scaling); default: the model's own.
         threads: an engine's intra-op threads; default: as many as TensorFlow uses.
+        precision: what a serving engine computes in, a dtype-policy name (default
+            "float32"): the model stays float32 and the engine takes its own reduced precision
+            (OpenVINO's bf16 hint) only where it computes in it natively here, else
+            `blocks.engines.EngineError` says why in one line. A TensorFlow execution computes in
+            the model's own policy (`blocks.resnet18(..., dtype_policy=...)`): a precision
+            other than that is refused.
         strategy: a tf.distribute strategy (`blocks.distribute_strategy`) the model was built
             under (`with strategy.scope()`): the training step over its replicas, called with
             the global batch (see `blocks.distribute`).
 
     Raises:
-        ValueError: an unknown mode, execution or dtype policy, or an engine asked to train;
-            when called, images or labels that are not a tf.Tensor or NumPy array, or missing or
-            misshapen labels of a training step.
+        ValueError: an unknown mode, execution, dtype policy or precision, or an engine asked
+            to train; when called, images or labels that are not a tf.Tensor or NumPy array,
+            or missing or misshapen labels of a training step.
         blocks.InferenceOnlyError: mode "train" for an inference-only variant.
+        blocks.engines.EngineError: an engine not installed, or not native in `precision` here.
     """
     checks.choice(mode, MODES, "mode", what="Unknown mode")
     if dtype_policy is not None:  # else a typo silently drops mixed_float16's loss scaling
@@ -101,6 +109,7 @@ def compiled_step(
         picked = getattr(model, "picked", None)
         execution = picked.execution if picked is not None else "graph"
     checks.choice(execution, EXECUTIONS, "execution", what="Unknown execution")
+    precision = _precision(model, execution, precision)
     if strategy is not None:
         if mode != "train" or is_engine(execution):
             raise ValueError(
@@ -110,11 +119,28 @@ def compiled_step(
         _refuse_inference_only(model)
         return DistributedStep(model, strategy, execution, dtype_policy)
     if is_engine(execution):
-        return _engine_step(model, mode, execution, threads)
+        return _engine_step(model, mode, execution, threads, precision)
     return _tensorflow_step(model, mode, execution, dtype_policy)
 
 
-def _engine_step(model, mode: str, execution: str, threads: Optional[int]):
+def _precision(model, execution: str, precision: Optional[str]) -> Optional[str]:
+    """What the step computes in: an engine's `precision` (default float32); a TensorFlow
+    execution's is the model's policy, so another one asked of it is refused, never ignored."""
+    if precision is not None:
+        checks.choice(precision, checks.DTYPE_POLICIES, "precision", what="Unknown precision")
+    if is_engine(execution):
+        return precision or "float32"
+    own = getattr(model, "dtype_policy_name", None) or "float32"
+    if precision not in (None, own):
+        raise ValueError(
+            f"Invalid precision for execution {execution!r}. A TensorFlow execution computes in "
+            "the model's dtype policy (build it with dtype_policy=...); Expected "
+            f"precision={own!r}; Received: precision={precision!r}"
+        )
+    return precision
+
+
+def _engine_step(model, mode: str, execution: str, threads: Optional[int], precision: str):
     """`compiled_step` by a serving engine: inference only."""
     if mode != "inference":
         raise ValueError(
@@ -123,7 +149,7 @@ def _engine_step(model, mode: str, execution: str, threads: Optional[int]):
         )
     from blocks import engines
 
-    return engines.EngineStep(model, execution, threads=threads)
+    return engines.EngineStep(model, execution, threads=threads, precision=precision)
 
 
 def _tensorflow_step(model, mode: str, execution: str, dtype_policy: Optional[str]):

@@ -7,11 +7,17 @@ flatbuffer (`litert`, converted by TensorFlow's TFLiteConverter, run by LiteRT w
 `EngineStep` (what `compiled_step(model, "inference", engine)` returns) does the same into a
 private temporary directory and runs the artifact.
 
-Every engine runs float32 at a fixed batch (XNNPACK and OpenVINO re-plan on every new shape, so
-an artifact is made per batch size), with as many intra-op threads as TensorFlow uses unless told.
-Each engine module (`onnx`, `openvino`, `litert`) has the same parts: `FROM_SAVED_MODEL` (does
-its converter read the SavedModel, or the function), `convert(exported, target)`, `load(path,
-threads)` (a `Runner`), `serving_code(path, threads)` (the lines a serving program needs),
+Every engine converts a float32 model and runs it at a fixed batch (XNNPACK and OpenVINO re-plan
+on every new shape, so an artifact is made per batch size), with as many intra-op threads as
+TensorFlow uses unless told. It computes in float32 unless given `precision`, a dtype-policy name:
+an engine takes a reduced precision only where it computes in it natively on this CPU, else
+refuses it in one line saying why (`precision_refusal`). Here that is OpenVINO's bf16 hint on a
+CPU with AVX512_BF16 or AMX (and f16 where its CPU plugin lists FP16); ONNX Runtime and LiteRT
+run float32 only on x86 (each module says what it measured). Each engine module (`onnx`,
+`openvino`, `litert`) has the same parts: `FROM_SAVED_MODEL` (does its converter read the
+SavedModel, or the function), `PRECISIONS` ({policy: the engine's name for it}) and
+`precision_refusal(policy)`, `convert(exported, target)`, `load(path, threads, precision)` (a
+`Runner`), `serving_code(path, threads, precision)` (the lines a serving program needs),
 `versions()` and `gpu_note()`.
 """
 
@@ -56,11 +62,12 @@ class Exported:
 @dataclasses.dataclass
 class Runner:
     """A loaded artifact: `run(images)` returns the logits; `ops` counts the op types the engine
-    runs (the layout audit)."""
+    runs (the layout audit); `precision` is the dtype-policy name it computes in."""
 
     run: Callable[[np.ndarray], np.ndarray]
     ops: dict
     threads: int
+    precision: str = "float32"
 
 
 def engine(name: str) -> Engine:
@@ -74,6 +81,28 @@ def implementation(name: str):
     if missing:
         raise EngineError(missing)
     return importlib.import_module(spec.module)
+
+
+def check_precision(precision) -> str:
+    """`precision` if it is a dtype-policy name a model can be built in, else ValueError."""
+    return checks.choice(precision, checks.DTYPE_POLICIES, "precision", what="Unknown precision")
+
+
+def precision_refusal(name: str, precision: str) -> Optional[str]:
+    """None where engine `name` computes in `precision` natively on this CPU, else the one-line
+    reason (not installed, no such kernels, or emulated): asked without converting anything."""
+    spec = engine(name)
+    check_precision(precision)
+    if spec.missing():
+        return spec.missing()
+    return importlib.import_module(spec.module).precision_refusal(precision)
+
+
+def _refuse_precision(name: str, precision: str) -> None:
+    """EngineError (one line) unless engine `name` runs `precision` natively here."""
+    reason = precision_refusal(name, precision)
+    if reason:
+        raise EngineError(reason)
 
 
 def default_threads() -> int:
@@ -161,10 +190,11 @@ def convert(model, name: str, workdir: str, batch_size: int) -> tuple:
     return target, time.perf_counter() - t0
 
 
-def load(name: str, path: str, threads: Optional[int] = None) -> Runner:
+def load(name: str, path: str, threads: Optional[int] = None, precision="float32") -> Runner:
     module = implementation(name)
+    _refuse_precision(name, precision)
     try:
-        return module.load(path, threads or default_threads())
+        return module.load(path, threads or default_threads(), precision)
     except EngineError:
         raise
     except Exception as e:
@@ -175,15 +205,17 @@ class EngineStep:
     """`step(images)`: the logits of `model` run by a serving engine (see `compiled_step`).
 
     The model is exported and converted on the first call of each batch size, into a temporary
-    directory removed with the step; the engine runs the weights the model had then.
+    directory removed with the step; the engine runs the weights the model had then, in
+    `precision` (refused here, in one line, where the engine does not compute in it natively).
     """
 
-    def __init__(self, model, name: str, threads: Optional[int] = None):
+    def __init__(self, model, name: str, threads: Optional[int] = None, precision: str = "float32"):
         implementation(name)  # not installed: one line, now rather than at the first call
         _check_engine_model(model, name)
+        _refuse_precision(name, precision)
         if threads is not None:
             checks.positive_int(threads, "threads")
-        self.model, self.engine = model, name
+        self.model, self.engine, self.precision = model, name, precision
         self.threads = threads or default_threads()
         self.runners: dict = {}  # batch size -> Runner
         self.convert_s: dict = {}
@@ -193,7 +225,7 @@ class EngineStep:
     def runner(self, batch_size: int) -> Runner:
         if batch_size not in self.runners:
             path, seconds = convert(self.model, self.engine, self._dir, batch_size)
-            self.runners[batch_size] = load(self.engine, path, self.threads)
+            self.runners[batch_size] = load(self.engine, path, self.threads, self.precision)
             self.convert_s[batch_size] = seconds
         return self.runners[batch_size]
 
@@ -293,7 +325,24 @@ def _check_targets(name: str, targets: list, overwrite: bool) -> None:
             )
 
 
-def export(model, format: str, path, *, batch_size: int = 1, overwrite: bool = False) -> list:
+def _check_export_precision(format: str, precision) -> None:
+    check_precision(precision)
+    if format == "saved_model" and precision != "float32":
+        raise ValueError(
+            "Invalid precision for format 'saved_model'. A SavedModel runs the model's own "
+            f"policy; Expected precision='float32'; Received: precision={precision!r}"
+        )
+
+
+def export(
+    model,
+    format: str,
+    path,
+    *,
+    batch_size: int = 1,
+    overwrite: bool = False,
+    precision: str = "float32",
+) -> list:
     """Write what a deployment loads, atomically: nothing half-written is left at `path`.
 
     Args:
@@ -303,17 +352,22 @@ def export(model, format: str, path, *, batch_size: int = 1, overwrite: bool = F
         path: the directory (saved_model) or file to write; its directory must exist.
         batch_size: the fixed batch the artifact takes.
         overwrite: replace an earlier export at `path` (a SavedModel directory, or files).
+        precision: the dtype-policy name the engine is to compute in, checked here: the
+            artifact holds float32 weights either way, and the engine's `serving_code` with the
+            same precision sets its hint (OpenVINO's INFERENCE_PRECISION_HINT).
 
     Returns:
         The paths written: [directory], [file] or, for openvino, [xml, bin].
 
     Raises:
-        ValueError: an unknown format, a bad batch size, path suffix or dtype policy.
+        ValueError: an unknown format, precision, a bad batch size, path suffix or dtype policy.
         FileNotFoundError / FileExistsError: the directory is missing, or `path` exists.
-        EngineError: the engine is not installed, or its converter failed (one line).
+        EngineError: the engine is not installed, does not run `precision` natively here, or
+            its converter failed (one line).
     """
     checks.choice(format, EXPORT_FORMATS, "format", what="Unknown export format")
     checks.positive_int(batch_size, "batch_size")
+    _check_export_precision(format, precision)
     if not isinstance(path, (str, os.PathLike)):
         raise ValueError(f"Invalid path. Expected a file path; Received: path={path!r}")
     path = os.fspath(path)
@@ -322,6 +376,7 @@ def export(model, format: str, path, *, batch_size: int = 1, overwrite: bool = F
     if format != "saved_model":
         implementation(format)
         _check_engine_model(model, format)
+        _refuse_precision(format, precision)
     work = tempfile.mkdtemp(prefix=".blocks-export-", dir=os.path.dirname(os.path.abspath(path)))
     try:
         if format == "saved_model":

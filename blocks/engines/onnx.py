@@ -1,4 +1,9 @@
-"""ONNX Runtime: converted by tf2onnx, run by onnxruntime's CPU execution provider."""
+"""ONNX Runtime: converted by tf2onnx, run by onnxruntime's CPU execution provider.
+
+It runs float32 only here. Its CPU provider has no float16 convolution on x86: a float16 model
+loads with Cast nodes around a float32 Conv (onnxruntime 1.32 here; microsoft/onnxruntime#11831),
+and ONNX's Conv takes no bfloat16 at all (the model is refused as invalid).
+"""
 
 from __future__ import annotations
 
@@ -19,6 +24,27 @@ GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider", "ROCMExec
 # tf2onnx converts the traced function itself (what its command line does after loading a
 # SavedModel), so no SavedModel is written for it.
 FROM_SAVED_MODEL = False
+
+PRECISIONS = {"float32": "float32"}
+REFUSALS = {
+    "mixed_bfloat16": "ONNX's Conv takes no bfloat16 (such a model is refused as invalid)",
+    "mixed_float16": "ONNX Runtime's CPU provider has no float16 Conv on x86: it casts to float32",
+}
+
+
+def precision_refusal(policy: str):
+    """None where ONNX Runtime computes in `policy` here (float32 only), else why not."""
+    if policy in PRECISIONS:
+        return None
+    return f"ONNX Runtime {ort.__version__} does not run {policy} natively: {REFUSALS[policy]}"
+
+
+def _native(precision: str) -> None:
+    """Only what this engine computes in: it has no hint to set, so another precision asked of
+    its loader or serving code would be float32 under another name."""
+    reason = precision_refusal(precision)
+    if reason:
+        raise EngineError(reason)
 
 
 def versions() -> dict:
@@ -42,7 +68,8 @@ def convert(exported, target: str) -> None:
     onnx.save(proto, target)
 
 
-def load(path: str, threads: int) -> Runner:
+def load(path: str, threads: int, precision: str = "float32") -> Runner:
+    _native(precision)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -58,10 +85,11 @@ def load(path: str, threads: int) -> Runner:
     def run(x):
         return session.run(None, {name: x})[0]
 
-    return Runner(run, dict(ops), threads)
+    return Runner(run, dict(ops), threads, precision)
 
 
-def serving_code(path: str, threads: int) -> list:
+def serving_code(path: str, threads: int, precision: str = "float32") -> list:
+    _native(precision)
     return [
         "import onnxruntime as ort",
         f"options = ort.SessionOptions(); options.intra_op_num_threads = {threads}",
