@@ -173,6 +173,8 @@ def _prepare_engine(workload, config, device: str, seed: int, warmup: int) -> St
 
     module = engines.implementation(name)
     info = {**module.versions(), "threads": runner.threads}
+    if "precision_hint" in info:  # the hint this runner was compiled with, not the default's
+        info["precision_hint"] = module.PRECISIONS[runner.precision]
     finite = bool(np.all(np.isfinite(out)))
     layout = audit.engine_layout(name, runner.ops)
     shape = tuple(out.shape)

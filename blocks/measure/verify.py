@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from blocks.archs import ARCHS
+from blocks.executions import is_engine
 from blocks.measure import devices
 from blocks.models import resnet18
 from blocks.steps import compiled_step, train_step
@@ -128,8 +129,10 @@ def check(workload, config) -> dict:
                 variant, arch=workload.arch, input_shape=shape, dtype_policy=dtype_policy
             )
 
+    # A serving engine converts the float32 model and computes in its own precision (its hint).
+    engine = {"precision": policy} if is_engine(config.execution) else None
     with tf.device(device):
-        model = build(config.variant, policy)
+        model = build(config.variant, "float32" if engine else policy)
         reference = build("subclassed", "float64")
         shapes = {k: v.shape for k, v in export_weights(reference).items()}
         for attempt, draw in enumerate(DRAWS):
@@ -140,7 +143,8 @@ def check(workload, config) -> dict:
             import_weights(model, weights)
             import_weights(reference, weights)
             if workload.mode == "inference":
-                got = compiled_step(model, "inference", config.execution)(tf.constant(x))
+                step = compiled_step(model, "inference", config.execution, **(engine or {}))
+                got = step(tf.constant(x))
                 want = reference(tf.constant(x, tf.float64), training=False)
                 err = rel_err(got, want)
                 results["inference output"] = [err, TOLERANCE[policy]]
