@@ -42,6 +42,9 @@ def draw(rng: np.random.Generator, templates: np.ndarray, n: int) -> tuple:
 
 
 def train(steps: int, seed: int = 0):
+    from blocks import logs
+
+    logs.quiet_tensorflow()
     import tensorflow as tf
 
     import blocks
