@@ -51,25 +51,7 @@ def cmd_info(args) -> int:
     from blocks.measure import flops
 
     print(f"TensorFlow {blocks.TF_VERSION}, Keras {blocks.KERAS_VERSION}")
-    print(
-        f"{'model':<10} {'arch':<9} {'input':>11} {'classes':>7} {'GFLOP/img':>10} "
-        f"{'train GFLOP':>11} {'params':>12} {'+BN stats':>10}"
-    )
-    for depth in sorted(blocks.STAGES):
-        for name, arch in blocks.ARCHS.items():
-            model = blocks.build_resnet("functional", depth, arch=name, dtype_policy="float32")
-            fwd = flops.forward_flops_per_image(model) / 1e9
-            n = flops.parameter_count(model)
-            shape = "x".join(map(str, arch.input_shape))
-            print(
-                f"{'resnet' + str(depth):<10} {name:<9} {shape:>11} {arch.num_classes:>7} "
-                f"{fwd:>10.3f} {fwd * flops.TRAIN_STEP_FACTOR:>11.3f} {n['trainable']:>12,} "
-                f"{n['total'] - n['trainable']:>10,}"
-            )
-    print(
-        "GFLOP/img: 2 x multiply-adds of every Conv2D and Dense layer, counted from the built "
-        f"model's layer shapes; a training step counts {flops.TRAIN_STEP_FACTOR}x."
-    )
+    print("\n".join(flops.table()))
     return 0
 
 

@@ -42,3 +42,31 @@ def parameter_count(model) -> dict:
     trainable = int(sum(np.prod(v.shape) for v in model.trainable_weights))
     total = int(sum(np.prod(v.shape) for v in model.weights))
     return {"trainable": trainable, "total": total}
+
+
+def table() -> list:
+    """The lines of `python -m blocks info`: FLOPs per image and parameters of each depth and
+    arch, counted from the built models."""
+    from blocks.archs import ARCHS, STAGES
+    from blocks.models import build_resnet
+
+    lines = [
+        f"{'model':<10} {'arch':<9} {'input':>11} {'classes':>7} {'GFLOP/img':>10} "
+        f"{'train GFLOP':>11} {'params':>12} {'+BN stats':>10}"
+    ]
+    for depth in sorted(STAGES):
+        for name, arch in ARCHS.items():
+            model = build_resnet("functional", depth, arch=name, dtype_policy="float32")
+            fwd = forward_flops_per_image(model) / 1e9
+            n = parameter_count(model)
+            shape = "x".join(map(str, arch.input_shape))
+            lines.append(
+                f"{'resnet' + str(depth):<10} {name:<9} {shape:>11} {arch.num_classes:>7} "
+                f"{fwd:>10.3f} {fwd * TRAIN_STEP_FACTOR:>11.3f} {n['trainable']:>12,} "
+                f"{n['total'] - n['trainable']:>10,}"
+            )
+    lines.append(
+        "GFLOP/img: 2 x multiply-adds of every Conv2D and Dense layer, counted from the built "
+        f"model's layer shapes; a training step counts {TRAIN_STEP_FACTOR}x."
+    )
+    return lines

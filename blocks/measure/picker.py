@@ -191,21 +191,12 @@ def pick(
 
     Args:
         device: "CPU:0", "GPU:0", ... (default: the first GPU, else the CPU).
-        mode: "inference" (forward, training=False) or "train" (forward, loss, gradients, SGD).
-        batch_size, dtype_policy, arch: the workload.
-        input_shape / image_size: square images, (size, size, 3) or size (default: the arch's).
-        variants, executions, runtimes: the candidate space (default: every registered variant,
-            every execution, every runtime).
-        strategy, replicas: data-parallel training over `replicas` (default
-            `workload.STRATEGY_REPLICAS`) with
-            "mirrored" (local GPUs, or logical CPUs) or "multiworker" (worker processes on this
-            host); `batch_size` is then per replica. Default "none": one device.
-        precisions: dtype policies to race every candidate in (default: `dtype_policy` alone);
-            one the device does not run natively is listed with the reason.
-        max_top1_disagreement, max_logit_error: the accuracy budget of a precision other than
-            float32, against float64 on the verification images (see `Accuracy`).
-        weights, images: the files that check runs on (default: seeded weights, random images:
-            the cost is then indicative only).
+        mode, batch_size, dtype_policy, arch, input_shape / image_size: the `Workload`
+            (input_shape: square, (size, size, 3); default: the arch's).
+        variants, executions, runtimes, strategy, replicas, precisions: the `SearchSpace`
+            (default: every variant, execution and runtime, one device, the dtype_policy alone).
+        max_top1_disagreement, max_logit_error, weights, images: the `Accuracy` a precision other
+            than float32 is held to, and the files it is checked on.
         budget_s: seconds for the whole run, start-up and compilation included (default:
             `Budget.DEFAULT_S` of the mode, times the precisions raced).
         progress: called as progress(fraction, message, elapsed_s, remaining_s).
@@ -216,7 +207,8 @@ def pick(
         winner's speedup over (subclassed, graph, default) with its paired 95% CI, how to apply it.
 
     Raises:
-        ValueError: an unknown device, mode, policy, arch, variant, execution or runtime.
+        ValueError: an unknown device, mode, policy, arch, variant, execution, runtime or
+            precision, a budget out of range, or images or weights the check cannot use.
         PickError: no candidate could run.
     """
     workload = workload_for(
