@@ -98,7 +98,8 @@ def describe(run: Run) -> dict:
         "max_top1_disagreement": a.max_top1_disagreement,
         "max_logit_error": a.max_logit_error,
         "weights": a.weights or "the project's seeded weights",
-        "images": a.images or f"{first['images']} random images",
+        "images": f"{first['images']} "
+        + (f"images of {a.images}" if a.images else "random images"),
         "labels": first.get("accuracy") is not None,
         "reference_accuracy": first.get("reference_accuracy"),
         "indicative": a.indicative,
