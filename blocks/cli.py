@@ -97,7 +97,7 @@ def _pick_options(args) -> tuple:
 
 
 def cmd_pick(args) -> int:
-    from blocks.measure import numerics, picker, render, saved, workers
+    from blocks.measure import picker, render, saved, workers
 
     try:
         fields, space, accuracy = _pick_options(args)
@@ -109,7 +109,6 @@ def cmd_pick(args) -> int:
             budget = Budget(args.budget_s)
             budget.for_mode(args.mode)  # refused before the cache is read
             workload = picker.workload_for(args.device, **fields)
-            numerics.check_files(workload, accuracy)
             result = None if args.refresh else picker.cached(workload, space, accuracy)
             if result is None:
                 progress = None if args.json else render.Progress()

@@ -372,8 +372,15 @@ VALID = {
     "results": ("run.json", "results"),
     "png": ("new.png", "chart.png"),
     "baseline": ("2.21.0", "2.13.0"),
+    "max_top1_disagreement": ("0.01", "1%", "0"),
+    "max_logit_error": ("0", "0.05"),
 }
-CSV = {"variants": VARIANT_NAMES, "executions": EXECUTIONS, "runtimes": tuple(RUNTIMES)}
+CSV = {
+    "variants": VARIANT_NAMES,
+    "executions": EXECUTIONS,
+    "runtimes": tuple(RUNTIMES),
+    "precisions": DTYPE_POLICIES,
+}
 
 # TF_CONFIG for `cluster`: unset, not JSON, JSON of another shape, a task past the cluster, and
 # valid specs (the stand-in stops those before a cluster starts).
@@ -997,6 +1004,12 @@ PICK_OPTIONS = {
     "runtimes": ((None, ["default"]), ([], ["nope"], "default,onednn")),
     "strategy": (("none",), ("nope", None, "Mirrored")),
     "replicas": ((None, 1), (0, -2, 2.5)),
+    "precisions": ((None, ["float32", "mixed_bfloat16"]), ([], ["bf16"], "float32")),
+    "max_top1_disagreement": ((0.01, 0), (-0.1, 2, "1%", float("nan"))),
+    "max_logit_error": ((None, 0.05), (-1, "0.1", float("nan"))),
+    # The decoys: w.npz holds text, picks.json is a directory; and a file that is not there.
+    "weights": ((None,), ("w.npz", "picks.json", "nope.npz", "")),
+    "images": ((None,), ("w.npz", "picks.json", "nope.npz", "")),
 }
 RACE_OPTIONS = {
     **PICK_OPTIONS,

@@ -161,7 +161,9 @@ def cached(
 ) -> Optional[PickResult]:
     """The cached pick of `space` for `workload` (checked within `accuracy`), or None."""
     configs, _ = plan(workload, space)
-    return lookup(workload, configs, accuracy or Accuracy())
+    accuracy = accuracy or Accuracy()
+    numerics.check_files(workload, accuracy)  # its files' contents are in the key
+    return lookup(workload, configs, accuracy)
 
 
 def pick(
