@@ -5,8 +5,9 @@
 A pick's accuracy check (`pick --precisions ... --weights FILE --images FILE.npz`) means most on
 weights that classify something, with images they classify confidently or not, and labels. No
 dataset can be downloaded here, so this makes one: each class is a fixed smooth pattern (a random
-low-frequency image), and an image is its class's pattern at a random contrast under noise as
-strong as the pattern, so the task is learnt but not trivially. The network trains with the
+low-frequency image), and an image is its class's pattern at a random contrast under unit noise,
+from clear to buried in it, so some images lie near a decision boundary, where a precision's
+rounding can change the class. The network trains with the
 project's own training step (`blocks.compiled_step(model, "train")`), from a fixed seed.
 
 It writes OUT_DIR/weights.npz (`blocks.save_weights`: what `--weights` reads) and
@@ -34,9 +35,10 @@ def patterns(rng: np.random.Generator) -> np.ndarray:
 
 
 def draw(rng: np.random.Generator, templates: np.ndarray, n: int) -> tuple:
-    """(images, labels): each its class's pattern at a contrast in [0.5, 1.5], plus unit noise."""
+    """(images, labels): each its class's pattern at a contrast in [0.02, 0.5], plus unit
+    noise."""
     labels = rng.integers(0, CLASSES, n)
-    contrast = rng.uniform(0.5, 1.5, (n, 1, 1, 1))
+    contrast = rng.uniform(0.02, 0.5, (n, 1, 1, 1))
     noise = rng.normal(size=(n, SIZE, SIZE, 3))
     return (templates[labels] * contrast + noise).astype(np.float32), labels.astype(np.int64)
 
