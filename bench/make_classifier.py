@@ -1,6 +1,6 @@
 """Train the seed ResNet18 on a synthetic 10-class task, and write its weights and held-out images.
 
-    python bench/make_classifier.py OUT_DIR [--steps 120] [--images 256]
+    python bench/make_classifier.py OUT_DIR [--steps 160] [--images 256]
 
 A pick's accuracy check (`pick --precisions ... --weights FILE --images FILE.npz`) means most on
 weights that classify something, with images they classify confidently or not, and labels. No
@@ -66,7 +66,7 @@ def train(steps: int, seed: int = 0):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir")
-    parser.add_argument("--steps", type=int, default=120)
+    parser.add_argument("--steps", type=int, default=160)
     parser.add_argument("--images", type=int, default=256)
     args = parser.parse_args(argv)
     weights = os.path.join(args.out_dir, "weights.npz")
