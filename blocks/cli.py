@@ -274,7 +274,7 @@ def _non_negative_float(text: str) -> float:
         value = float(text)
     except ValueError:
         value = -1.0
-    if not value >= 0:
+    if not 0 <= value < float("inf"):  # no bound is the option left out
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
     return value
 
