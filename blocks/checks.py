@@ -7,6 +7,7 @@ before TensorFlow loads.
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Iterable, Optional, Sequence
 
@@ -93,8 +94,11 @@ def share(value, name: str) -> float:
 
 
 def non_negative_number(value, name: str) -> float:
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not value >= 0:
-        raise ValueError(f"Invalid {name}. Expected a number >= 0; Received: {name}={value!r}")
+    """A finite number >= 0, such as a bound (no bound is None, not infinity)."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not 0 <= value < math.inf:
+        raise ValueError(
+            f"Invalid {name}. Expected a finite number >= 0; Received: {name}={value!r}"
+        )
     return float(value)
 
 
