@@ -20,7 +20,7 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
 from blocks import fileio
-from blocks.engines import EngineError, Runner
+from blocks.engines import Runner, _refuse_precision
 
 FROM_SAVED_MODEL = True
 
@@ -41,14 +41,6 @@ def precision_refusal(policy: str):
     return f"LiteRT does not run {policy} natively: {REFUSALS[policy]}"
 
 
-def _native(precision: str) -> None:
-    """Only what this engine computes in: it has no hint to set, so another precision asked of
-    its loader or serving code would be float32 under another name."""
-    reason = precision_refusal(precision)
-    if reason:
-        raise EngineError(reason)
-
-
 def versions() -> dict:
     return {"ai-edge-litert": importlib.metadata.version("ai-edge-litert"), "delegate": "XNNPACK"}
 
@@ -59,7 +51,7 @@ def convert(exported, target: str) -> None:
 
 
 def load(path: str, threads: int, precision: str = "float32") -> Runner:
-    _native(precision)
+    _refuse_precision("litert", precision)  # it has no hint: another name would be float32
     interpreter = Interpreter(model_path=path, num_threads=threads)
     interpreter.allocate_tensors()
     source = interpreter.get_input_details()[0]["index"]
@@ -75,7 +67,7 @@ def load(path: str, threads: int, precision: str = "float32") -> Runner:
 
 
 def serving_code(path: str, threads: int, precision: str = "float32") -> list:
-    _native(precision)
+    _refuse_precision("litert", precision)  # it has no hint: another name would be float32
     return [
         "from ai_edge_litert.interpreter import Interpreter",
         f'interpreter = Interpreter(model_path="{path}", num_threads={threads})',

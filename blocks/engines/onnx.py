@@ -15,7 +15,7 @@ import onnx
 import onnxruntime as ort
 import tf2onnx
 
-from blocks.engines import EngineError, Runner
+from blocks.engines import EngineError, Runner, _refuse_precision
 
 OPSET = 17
 GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider", "ROCMExecutionProvider")
@@ -37,14 +37,6 @@ def precision_refusal(policy: str):
     if policy in PRECISIONS:
         return None
     return f"ONNX Runtime {ort.__version__} does not run {policy} natively: {REFUSALS[policy]}"
-
-
-def _native(precision: str) -> None:
-    """Only what this engine computes in: it has no hint to set, so another precision asked of
-    its loader or serving code would be float32 under another name."""
-    reason = precision_refusal(precision)
-    if reason:
-        raise EngineError(reason)
 
 
 def versions() -> dict:
@@ -69,7 +61,7 @@ def convert(exported, target: str) -> None:
 
 
 def load(path: str, threads: int, precision: str = "float32") -> Runner:
-    _native(precision)
+    _refuse_precision("onnx", precision)  # it has no hint: another name would be float32
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -89,7 +81,7 @@ def load(path: str, threads: int, precision: str = "float32") -> Runner:
 
 
 def serving_code(path: str, threads: int, precision: str = "float32") -> list:
-    _native(precision)
+    _refuse_precision("onnx", precision)  # it has no hint: another name would be float32
     return [
         "import onnxruntime as ort",
         f"options = ort.SessionOptions(); options.intra_op_num_threads = {threads}",
